@@ -1,0 +1,42 @@
+# hybridrl — `make reproduce` regenerates paper/, `make test` runs the test suite (both create .venv first).
+#
+#   make reproduce                  every chapter, profile `quick` (a laptop CPU), results cached in build/cache
+#   make reproduce PROFILE=paper    the published scale (meant for a GPU: add DEVICE=cuda)
+#   make reproduce FORCE=1          recompute instead of reading the cache
+#   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
+#   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
+#   make sync                       pair notebooks/*.py with their output-free .ipynb after editing
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+PROFILE ?= quick
+DEVICE ?= cpu
+FORCE ?= 0
+
+.PHONY: venv test reproduce bench sync clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+reproduce: venv
+	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,)
+
+bench: venv
+	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE)
+
+sync: venv
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,113 @@
+"""Timings of the training loop, measured with the real :func:`hybridrl.train.fit` (``make bench``).
+
+* :func:`time_hdpo_epochs` — seconds per HDPO epoch on the paper's lost-sales setup (32768 training
+  scenarios of 50 periods, minibatches of 8192, MLP 32×32×32, L = 4), with and without the dev evaluation
+  that the authors' loop runs every 10 epochs (32768 scenarios of 100 periods).
+* :func:`time_to_gap` — wall-clock training time until the test cost is within a given gap of the optimum.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from .inventory import InventorySetting, Poisson, Store
+from .policies import VanillaMLP
+from .scenarios import Protocol, make_splits
+from .train import TrainConfig, evaluate, fit
+
+
+def _lost_sales(lead_time: int, penalty: float) -> InventorySetting:
+    return InventorySetting(stores=Store(Poisson(5.0), penalty, 1.0, lead_time, demand_seed_shift=lead_time + 10 * int(penalty)),
+                            unmet_demand="lost")
+
+
+@dataclass
+class EpochTiming:
+    device: str
+    n_train: int
+    batch_size: int
+    periods: int
+    epochs: int
+    train_seconds: float
+    """Median seconds of one training epoch (no dev evaluation)."""
+    dev_seconds: float
+    """Seconds of one dev evaluation."""
+
+    @property
+    def amortized_seconds(self) -> float:
+        """Seconds per epoch with a dev evaluation every 10 epochs, as in the authors' loop."""
+        return self.train_seconds + self.dev_seconds / 10
+
+
+def time_hdpo_epochs(
+    *,
+    n_train: int = 32768,
+    n_dev: int = 32768,
+    batch_size: int = 8192,
+    periods: int = 50,
+    dev_periods: int = 100,
+    lead_time: int = 4,
+    epochs: int = 6,
+    device: str = "cpu",
+) -> EpochTiming:
+    """Time ``epochs`` HDPO epochs (the first, a warm-up, is dropped) and one dev evaluation."""
+    setting = _lost_sales(lead_time, 9.0)
+    protocol = Protocol(n_train=n_train, n_dev=n_dev, n_test=1, train_periods=periods, dev_periods=dev_periods,
+                        dev_warmup=min(60, dev_periods - 1), test_periods=2, test_warmup=1)
+    splits = make_splits(setting, protocol)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=3e-3, dev_every=epochs, patience=None,
+                         device=device, progress=False)
+    result = fit(VanillaMLP(setting.n_slots), splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup)
+    ends = [h["seconds"] for h in result.history]
+    per_epoch = [b - a for a, b in zip(ends[:-1], ends[1:])]  # epochs 2 .. epochs-1 plus the last (with dev)
+    train_seconds = statistics.median(per_epoch[:-1]) if len(per_epoch) > 1 else ends[0]
+    dev = splits.dev.to(device)
+    _sync(device)
+    t0 = time.perf_counter()
+    evaluate(result.policy, dev, protocol.dev_warmup, batch_size=n_dev, device=device)
+    _sync(device)
+    return EpochTiming(str(device), n_train, batch_size, periods, epochs, train_seconds, time.perf_counter() - t0)
+
+
+@dataclass
+class GapTiming:
+    seconds: float | None
+    """Training seconds until the test gap first fell within ``target_pct`` (``None``: never)."""
+    target_pct: float
+    curve: list[tuple[int, float, float]]
+    """``(epoch, seconds, test gap %)`` at every dev evaluation."""
+
+
+def time_to_gap(
+    optimum: float,
+    *,
+    lead_time: int = 4,
+    penalty: float = 9.0,
+    target_pct: float = 0.5,
+    protocol: Protocol = Protocol(n_train=8192, n_dev=4096, n_test=4096, test_periods=2000, test_warmup=500),
+    config: TrainConfig = TrainConfig(epochs=50, batch_size=512, lr=2e-2, schedule="cosine", dev_every=5,
+                                      patience=None, progress=False),
+    device: str = "cpu",
+) -> GapTiming:
+    """Train HDPO on one lost-sales cell, recording the test gap (rounded orders) at every dev evaluation."""
+    setting = _lost_sales(lead_time, penalty)
+    splits = make_splits(setting, protocol)
+    curve = []
+
+    def record(epoch, policy, seconds):
+        cost = evaluate(policy, splits.test, protocol.test_warmup, round_orders=True, device=device).mean().item()
+        curve.append((epoch, seconds, 100 * (cost / optimum - 1)))
+
+    fit(VanillaMLP(setting.n_slots), splits.train, splits.dev, replace(config, device=device),
+        dev_warmup=protocol.dev_warmup, callback=record)
+    reached = next((s for _, s, gap in curve if gap <= target_pct), None)
+    return GapTiming(reached, target_pct, curve)
+
+
+def _sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()

@@ -1,0 +1,52 @@
+"""A disk cache of finished experiments, so an interrupted ``make reproduce`` resumes where it stopped.
+
+Each entry is one JSON file named by a hash of the experiment's full description (setting, method, budgets,
+seeds, package version). Writes are atomic (write to a temporary file, then rename), so an interruption never
+leaves a half-written entry; ``force=True`` recomputes and overwrites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+
+def key_of(description: Any) -> str:
+    """A short stable hash of a JSON-serialisable description."""
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def cached(
+    namespace: str,
+    description: dict,
+    compute: Callable[[], Any],
+    *,
+    force: bool = False,
+    directory: Path | None = None,
+) -> Any:
+    """Return the cached result of ``compute()`` for ``description``, computing and storing it if needed."""
+    path = (directory or paths.CACHE) / namespace / f"{key_of(description)}.json"
+    if path.exists() and not force:
+        return json.loads(path.read_text())["result"]
+    result = json.loads(json.dumps(compute(), default=float))  # the same types whether fresh or cached
+    write_json_atomic(path, {"description": description, "result": result})
+    return result
+
+
+def checkpoint_path(namespace: str, description: dict, directory: Path | None = None) -> Path:
+    """Where a long computation for ``description`` keeps its resumable training state."""
+    return (directory or paths.CACHE) / namespace / f"{key_of(description)}.ckpt"

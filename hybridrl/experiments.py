@@ -1,0 +1,319 @@
+"""The single-store experiments of the HDPO paper: grids, budgets per profile, and a cached runner.
+
+A *grid* is a setting whose stores are the grid's cells (one ``(L, p)`` pair each). Stores without a warehouse
+are independent, so one batched run trains every cell at once, each with its own parameters (policy
+``members``); the ``paper`` profile runs the cells one by one instead, at the published scale. Either way a
+cell's data and initial weights depend only on the cell, never on its neighbours.
+
+Profiles (the notebooks' ``profile`` parameter):
+
+* ``smoke`` — seconds; exercises every code path for the tests. Numbers mean nothing.
+* ``quick`` — the default: reduced budgets that run on a 2-core laptop CPU in minutes. It departs from the
+  paper's protocol in documented ways: fewer scenarios, a larger learning rate with cosine decay instead of a
+  constant one, no early stopping, a shorter test horizon.
+* ``paper`` — the published protocol (spec §3.2, §3.3, §7): 32768 scenarios per split, batch 8192, Adam with a
+  constant learning rate, dev every 10 epochs, patience 500, at most 20000 epochs, test on 5000 periods with
+  3000 of warm-up. Meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from . import __version__
+from ._config import check_choice
+from .cache import cached, checkpoint_path
+from .inventory import ClippedNormal, InventorySetting, Poisson, Store
+from . import paths
+from .policies import BaseStock, CappedBaseStock, StoreWise, VanillaMLP
+from .references import LostSalesOptimum, backlog_base_stock, lost_sales_optimum
+from .scenarios import Protocol, Seeds, make_splits
+from .train import TrainConfig, evaluate, fit
+
+PROFILES = ("smoke", "quick", "paper")
+METHODS = ("hdpo", "base_stock", "capped_base_stock")
+
+
+def check_profile(profile: str) -> str:
+    return check_choice("profile", profile, PROFILES)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Grids (spec §4.1, §4.2)
+# ----------------------------------------------------------------------------------------------------------------
+LOST_SALES_LEAD_TIMES = (1, 2, 3, 4)
+LOST_SALES_PENALTIES = (4, 9, 19, 39)
+BACKLOG_LEAD_TIMES = (1, 4, 7, 10, 15, 20)
+BACKLOG_PENALTIES = (4, 9, 19, 39)
+
+
+def _grid(demand, lead_times, penalties, unmet_demand: str) -> InventorySetting:
+    stores = tuple(
+        Store(demand, underage_cost=p, holding_cost=1.0, lead_time=L, demand_seed_shift=L + 10 * p)
+        for L in lead_times
+        for p in penalties
+    )
+    return InventorySetting(stores=stores, unmet_demand=unmet_demand)
+
+
+def lost_sales_grid(lead_times=LOST_SALES_LEAD_TIMES, penalties=LOST_SALES_PENALTIES) -> InventorySetting:
+    """Poisson(5) demand, h = 1, lost sales: Zipkin's (2008) instance grid (spec §4.1)."""
+    return _grid(Poisson(5.0), lead_times, penalties, "lost")
+
+
+def backlogged_grid(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -> InventorySetting:
+    """Normal(5, 1.6) demand clipped at 0, h = 1, backlog (spec §4.2)."""
+    return _grid(ClippedNormal(5.0, 1.6), lead_times, penalties, "backlog")
+
+
+GRIDS = {"lost_sales": lost_sales_grid, "backlogged": backlogged_grid}
+
+
+def cells(setting: InventorySetting) -> pd.DataFrame:
+    """One row per store of a grid: ``lead_time, penalty``."""
+    return pd.DataFrame(
+        {"lead_time": [s.lead_time for s in setting.stores], "penalty": [s.underage_cost for s in setting.stores]}
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Budgets
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """Data sizes and optimisation settings of one experiment in one profile."""
+
+    protocol: Protocol
+    train: dict
+    """Method name -> :class:`TrainConfig`."""
+    cells_per_run: int | None
+    """How many grid cells one batched run trains (``None``: all of them)."""
+
+
+_PAPER_PROTOCOL = Protocol()  # 32768 per split, T = 50 / 100 (60) / 5000 (3000)
+_PAPER_TRAIN = {
+    "hdpo": TrainConfig(lr=3e-3),
+    "base_stock": TrainConfig(lr=0.5),
+    "capped_base_stock": TrainConfig(lr=1.0),
+}
+_QUICK_PROTOCOL = Protocol(
+    n_train=8192, n_dev=4096, n_test=4096, test_periods=2000, test_warmup=500
+)
+_SMOKE_PROTOCOL = Protocol(
+    n_train=256, n_dev=128, n_test=128, train_periods=30, dev_periods=40, dev_warmup=20, test_periods=60, test_warmup=30
+)
+
+
+def _quick(epochs: int, lr_hdpo: float) -> dict:
+    common = dict(batch_size=512, schedule="cosine", dev_every=5, patience=None)
+    return {
+        "hdpo": TrainConfig(epochs=epochs, lr=lr_hdpo, **common),
+        "base_stock": TrainConfig(epochs=epochs, lr=1.0, **common),
+        "capped_base_stock": TrainConfig(epochs=epochs, lr=1.0, **common),
+    }
+
+
+def _smoke() -> dict:
+    common = dict(epochs=2, batch_size=128, dev_every=1, patience=None)
+    return {
+        "hdpo": TrainConfig(lr=1e-2, **common),
+        "base_stock": TrainConfig(lr=0.5, **common),
+        "capped_base_stock": TrainConfig(lr=1.0, **common),
+    }
+
+
+BUDGETS = {
+    ("lost_sales", "paper"): Budget(_PAPER_PROTOCOL, _PAPER_TRAIN, cells_per_run=1),
+    ("backlogged", "paper"): Budget(_PAPER_PROTOCOL, _PAPER_TRAIN, cells_per_run=1),
+    ("lost_sales", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2), cells_per_run=None),
+    ("backlogged", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2), cells_per_run=None),
+    ("lost_sales", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
+    ("backlogged", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
+}
+
+
+def budget(experiment: str, profile: str) -> Budget:
+    check_choice("experiment", experiment, tuple(GRIDS))
+    return BUDGETS[(experiment, check_profile(profile))]
+
+
+def budget_table(experiment: str, profile: str) -> pd.DataFrame:
+    """The budget as a readable table (one row per method), for the notebooks."""
+    b = budget(experiment, profile)
+    rows = []
+    for method, cfg in b.train.items():
+        rows.append(dict(method=method, **{k: v for k, v in asdict(cfg).items() if k not in ("device", "progress", "seed", "estimator")}))
+    table = pd.DataFrame(rows)
+    for k, v in asdict(b.protocol).items():
+        table[k] = v
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------------
+def make_policy(method: str, setting: InventorySetting, init_seeds: list[int]):
+    """A fresh policy with one member per store of ``setting``."""
+    check_choice("method", method, METHODS)
+    members = setting.n_stores
+    if method == "hdpo":
+        return VanillaMLP(setting.n_slots, hidden=(32, 32, 32), members=members, init_seeds=init_seeds)
+    if method == "base_stock":
+        return BaseStock(members=members)
+    return CappedBaseStock(members=members)
+
+
+@dataclass
+class GridResult:
+    """Per-cell results (``table``) and per-epoch learning curves (``history``) of one method on one grid."""
+
+    table: pd.DataFrame
+    history: pd.DataFrame
+
+
+def run_grid(
+    experiment: str,
+    method: str,
+    profile: str = "quick",
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    force: bool = False,
+    progress: bool = True,
+    lead_times=None,
+    penalties=None,
+) -> GridResult:
+    """Train ``method`` on every cell of the ``experiment`` grid and evaluate it on the test scenarios.
+
+    Finished runs are cached on disk (:mod:`hybridrl.cache`); ``force=True`` recomputes them. A run that is
+    interrupted resumes from its last dev evaluation.
+
+    Rows of the table, one per cell: ``lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
+    the test scenarios); ``optimal`` (the exact optimum) and ``optimal_policy_test_cost`` (the optimal policy
+    run on the same test scenarios); ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its
+    standard error ``estimate_se``; ``gap_pct = 100 (cost_estimate / optimal - 1)``; ``dev_cost, best_epoch,
+    epochs, run_seconds``; and, for the base-stock policies, the fitted ``level`` (and ``cap``).
+
+    Why the estimate: running the optimal policy on the same scenarios gives common random numbers, a control
+    variate whose expectation (the optimum) is known exactly. ``cost_estimate`` is an unbiased estimate of the
+    policy's expected cost with a much smaller standard error than the raw ``test_cost``, so gaps of a tenth of
+    a percent can be told apart on a laptop-sized test set.
+    """
+    check_choice("experiment", experiment, tuple(GRIDS))
+    check_choice("method", method, METHODS)
+    b = budget(experiment, profile)
+    kwargs = {k: v for k, v in dict(lead_times=lead_times, penalties=penalties).items() if v is not None}
+    grid = GRIDS[experiment](**kwargs)
+    config = replace(b.train[method], seed=seed, device=device, progress=progress)
+    size = b.cells_per_run or grid.n_stores
+    tables, histories = [], []
+    for start in range(0, grid.n_stores, size):
+        setting = grid.replace(stores=grid.stores[start : start + size], inventory_slots=grid.n_slots)
+        description = dict(
+            experiment=experiment, method=method, profile=profile, seed=seed, version=__version__,
+            setting=repr(setting), protocol=asdict(b.protocol),
+            config={k: v for k, v in asdict(config).items() if k not in ("device", "progress")},
+        )
+        namespace = f"single_store/{experiment}/{method}"
+        ckpt = checkpoint_path(namespace, description)
+
+        def compute(setting=setting, ckpt=ckpt):
+            return _run(experiment, setting, method, b.protocol, config, seed, ckpt)
+
+        result = cached(namespace, description, compute, force=force)
+        tables.append(pd.DataFrame(result["cells"]))
+        histories.append(pd.DataFrame(result["history"]))
+    return GridResult(pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True))
+
+
+def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
+    splits = make_splits(setting, protocol, Seeds())
+    init_seeds = [1000 * seed + s.demand_seed_shift for s in setting.stores]
+    policy = make_policy(method, setting, init_seeds)
+    result = fit(
+        policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup, checkpoint=ckpt,
+        description=f"{experiment} · {method}",
+    )
+    # ---- test: the trained policy and, on the same scenarios, the optimal one ----------------------------------
+    rounding = setting.integer_demand
+    test = evaluate(result.policy, splits.test, protocol.test_warmup, round_orders=rounding, device=config.device)
+    optimal_policy, optimal = optimal_reference(experiment, setting)
+    reference = evaluate(optimal_policy, splits.test, protocol.test_warmup, round_orders=rounding)
+    ckpt.unlink(missing_ok=True)
+    n = test.shape[0]
+    rows = []
+    for m, store in enumerate(setting.stores):
+        estimate = float(test[:, m].mean() - reference[:, m].mean()) + optimal[m]
+        row = dict(
+            lead_time=store.lead_time, penalty=store.underage_cost,
+            test_cost=float(test[:, m].mean()), test_se=float(test[:, m].std() / math.sqrt(n)),
+            optimal=optimal[m], optimal_policy_test_cost=float(reference[:, m].mean()),
+            cost_estimate=estimate, estimate_se=float((test[:, m] - reference[:, m]).std() / math.sqrt(n)),
+            gap_pct=100 * (estimate / optimal[m] - 1),
+            dev_cost=result.best_dev[m], best_epoch=result.best_epoch[m], epochs=result.epochs,
+            run_seconds=result.seconds, cells_in_run=setting.n_stores,
+        )
+        for name in ("level", "cap"):
+            if hasattr(result.policy, name):
+                row[name] = float(getattr(result.policy, name)[m].detach())
+        rows.append(row)
+    cell_of = {m: (s.lead_time, s.underage_cost) for m, s in enumerate(setting.stores)}
+    history = [
+        dict(h, lead_time=cell_of[h["member"]][0], penalty=cell_of[h["member"]][1]) for h in result.history
+    ]
+    return dict(cells=rows, history=history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exact references for the grids
+# ----------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def lost_sales_dp(lead_time: int, penalty: float, mean: float = 5.0) -> LostSalesOptimum:
+    """The DP solution of one lost-sales cell (h = 1), cached on disk with its policy table."""
+    path = paths.CACHE / "references" / f"lost_sales_dp_L{lead_time}_p{penalty:g}_mean{mean:g}_v{__version__}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        return LostSalesOptimum(orders=data["orders"], **{k: data[k].item() for k in data.files if k != "orders"})
+    result = lost_sales_optimum(penalty, 1.0, lead_time, Poisson(mean))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in asdict(result).items()})
+    tmp.replace(path)
+    return result
+
+
+def optimal_reference(experiment: str, setting: InventorySetting) -> tuple[nn.Module, list[float]]:
+    """The optimal policy of every cell of a grid (one store each) and its exact average cost."""
+    check_choice("experiment", experiment, tuple(GRIDS))
+    if experiment == "lost_sales":
+        results = [lost_sales_dp(s.lead_time, s.underage_cost, s.demand.mean) for s in setting.stores]
+        return StoreWise([r.policy() for r in results]), [r.cost for r in results]
+    results = [backlog_base_stock(s.underage_cost, s.holding_cost, s.lead_time, s.demand) for s in setting.stores]
+    return BaseStock(setting.n_stores, [r.level for r in results]), [r.cost for r in results]
+
+
+def lost_sales_optima(lead_times=LOST_SALES_LEAD_TIMES, penalties=LOST_SALES_PENALTIES) -> pd.DataFrame:
+    """DP optimum of every lost-sales cell: ``lead_time, penalty, optimal, max_position, iterations, seconds``."""
+    rows = []
+    for L in lead_times:
+        for p in penalties:
+            r = lost_sales_dp(L, float(p))
+            rows.append(dict(lead_time=L, penalty=float(p), optimal=r.cost, max_position=r.max_position,
+                             iterations=r.iterations, seconds=r.seconds))
+    return pd.DataFrame(rows)
+
+
+def backlog_optima(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -> pd.DataFrame:
+    """Optimal base-stock level and cost of every backlogged cell: ``lead_time, penalty, level, optimal``."""
+    rows = []
+    for L in lead_times:
+        for p in penalties:
+            r = backlog_base_stock(p, 1.0, L, ClippedNormal(5.0, 1.6))
+            rows.append(dict(lead_time=L, penalty=float(p), level=r.level, optimal=r.cost))
+    return pd.DataFrame(rows)

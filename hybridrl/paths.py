@@ -1,0 +1,33 @@
+"""Every input and output location of the package, in one place.
+
+Sources (the notebooks) live in the project checkout. Outputs live under ``ROOT``: the folder named by the
+``HYBRIDRL_ROOT`` environment variable if set (the tests use it to write into a temporary folder), else the
+checkout when the package runs from one, else the current working directory — so an installed package writes
+into a folder the user owns. Everything below is derived from these two.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_here = Path(__file__).resolve().parents[1]
+# the project checkout, if the package runs from one (it then holds pyproject.toml and notebooks/)
+CHECKOUT = _here if (_here / "pyproject.toml").exists() and (_here / "notebooks").is_dir() else None
+# the chapters, as Jupytext py:percent sources paired with output-free .ipynb
+NOTEBOOKS = (CHECKOUT or Path.cwd()) / "notebooks"
+
+if os.environ.get("HYBRIDRL_ROOT"):
+    ROOT = Path(os.environ["HYBRIDRL_ROOT"]).expanduser().resolve()
+else:
+    ROOT = CHECKOUT or Path.cwd().resolve()
+# generated artifacts, committed: tables (CSV + Markdown), figures (PNG), REPRODUCTION.md, benchmarks.md
+PAPER = ROOT / "paper"
+TABLES = PAPER / "tables"
+FIGURES = PAPER / "figures"
+REPRODUCTION = PAPER / "REPRODUCTION.md"
+BENCHMARKS = PAPER / "benchmarks.md"
+# not committed: executed notebooks and the cache of finished experiments
+BUILD = ROOT / "build"
+EXECUTED = BUILD / "notebooks"
+CACHE = BUILD / "cache"

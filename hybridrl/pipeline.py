@@ -1,0 +1,116 @@
+"""Run the notebooks headless, in reading order, to regenerate everything under ``paper/``.
+
+``python -m hybridrl.pipeline reproduce --profile quick`` (what ``make reproduce`` calls) executes every
+chapter ``notebooks/NN_*.py`` with papermill into ``build/notebooks/`` (executed notebooks are not committed),
+passing the ``profile`` and ``force`` parameters, and the reproduction report last. The benchmark chapter
+(``90_benchmarks``) is left to ``python -m hybridrl.pipeline bench`` (``make bench``): timings describe a
+machine, not the papers. A failing chapter does not stop the others; the command exits non-zero at the end
+and names it.
+
+The ``.py`` file is the source of each chapter: it is converted with jupytext at run time, so what runs is
+what is reviewed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import paths
+from .experiments import check_profile
+
+BENCHMARK = "90_benchmarks"
+REPORT = "99_reproduction"
+
+
+def chapters(directory: Path | None = None) -> list[Path]:
+    """The chapter sources in reading order: ``NN_name.py``, benchmarks excluded, the report last."""
+    directory = directory or paths.NOTEBOOKS
+    found = sorted(p for p in directory.glob("[0-9][0-9]_*.py") if p.stem != BENCHMARK)
+    return sorted(found, key=lambda p: (p.stem == REPORT, p.stem))
+
+
+def execute(source: Path, parameters: dict, output_dir: Path | None = None, *, log_output: bool = False) -> Path:
+    """Execute one chapter with papermill; returns the executed notebook's path.
+
+    Only the parameters the chapter declares in its ``parameters`` cell are passed on.
+    """
+    import jupytext
+    import papermill
+
+    output_dir = output_dir or paths.EXECUTED
+    output_dir.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source)
+    staged = output_dir / f"{source.stem}.input.ipynb"
+    jupytext.write(notebook, staged)
+    declared = papermill.inspect_notebook(str(staged))
+    if "profile" not in declared:
+        raise ValueError(f"{source.name} has no `profile` in a cell tagged 'parameters'")
+    parameters = {k: v for k, v in parameters.items() if k in declared}
+    executed = output_dir / f"{source.stem}.ipynb"
+    papermill.execute_notebook(
+        str(staged), str(executed), parameters=parameters, kernel_name="python3", progress_bar=False,
+        log_output=log_output, cwd=str(source.parent),
+    )
+    staged.unlink()
+    return executed
+
+
+def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu") -> int:
+    check_profile(profile)
+    failures, timings = [], []
+    for source in chapters():
+        if only and source.stem not in only:
+            continue
+        parameters = dict(profile=profile, force=force, device=device)
+        print(f"[reproduce] {source.name} (profile {profile}) ...", flush=True)
+        started = time.time()
+        try:
+            execute(source, parameters)
+        except Exception as err:  # noqa: BLE001 - report and go on with the other chapters
+            failures.append(source.name)
+            print(f"[reproduce] {source.name} FAILED: {type(err).__name__}: {str(err)[:2000]}", flush=True)
+        seconds = time.time() - started
+        timings.append((source.name, seconds))
+        print(f"[reproduce] {source.name} done in {seconds / 60:.1f} min", flush=True)
+    total = sum(s for _, s in timings)
+    print(f"[reproduce] total {total / 60:.1f} min; executed notebooks in {paths.EXECUTED}")
+    if failures:
+        print(f"[reproduce] failed: {', '.join(failures)}")
+        return 1
+    return 0
+
+
+def bench(profile: str = "quick", device: str = "cpu") -> int:
+    source = paths.NOTEBOOKS / f"{BENCHMARK}.py"
+    print(f"[bench] {source.name} (profile {profile}, device {device}) ...", flush=True)
+    execute(source, dict(profile=profile, device=device), log_output=True)
+    print(f"[bench] wrote {paths.BENCHMARKS}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hybridrl.pipeline", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="execute every chapter and regenerate paper/")
+    rep.add_argument("--profile", default="quick", help="smoke, quick (default) or paper")
+    rep.add_argument("--force", action="store_true", help="recompute cached experiments")
+    rep.add_argument("--only", nargs="*", help="run only these chapters (file stems, e.g. 01_lost_sales)")
+    rep.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ben = sub.add_parser("bench", help="run the benchmark chapter and write paper/benchmarks.md")
+    ben.add_argument("--profile", default="quick")
+    ben.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        check_profile(args.profile)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.command == "reproduce":
+        return reproduce(args.profile, args.force, args.only, args.device)
+    return bench(args.profile, args.device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

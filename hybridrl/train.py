@@ -1,0 +1,320 @@
+"""The training loop: HDPO by minibatch Adam on a fixed set of training scenarios (spec §3.3).
+
+One epoch is one shuffled pass over the training scenarios. Each minibatch is rolled out through the
+differentiable simulator, the estimator turns the rollout into a surrogate loss, and Adam takes a step. Every
+``dev_every`` epochs the policy is evaluated on the dev scenarios without gradients; the best-dev parameters
+are kept (per member, see :mod:`hybridrl.policies`) and training stops after ``patience`` epochs without a dev
+improvement. Test scenarios are never seen here (spec §11 R3): evaluate the returned policy with
+:func:`evaluate`.
+
+Interruptions lose nothing: with ``checkpoint=...`` the full training state (parameters, optimizer, best
+parameters, history, shuffling generator) is written atomically at every dev evaluation and picked up again
+by the next call with the same path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._config import check_choice, check_int, check_positive, from_dict
+from .estimators import ESTIMATORS
+from .inventory import rollout
+from .scenarios import Scenarios
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Defaults are the paper's one-store protocol (spec §3.3, §7)."""
+
+    epochs: int = 20000
+    """Maximum number of epochs (passes over the training scenarios)."""
+    batch_size: int = 8192
+    """Scenarios per minibatch."""
+    lr: float = 3e-3
+    """Adam learning rate (betas 0.9/0.999, eps 1e-8, no weight decay)."""
+    schedule: str = "constant"
+    """Learning-rate schedule: ``constant`` (the paper) or ``cosine`` decay to zero over ``epochs``."""
+    dev_every: int = 10
+    """Evaluate on the dev scenarios every this many epochs."""
+    patience: int | None = 500
+    """Stop after this many epochs without dev improvement (``None``: never)."""
+    grad_clip: float | None = None
+    """Clip the gradient norm of each member to this value (``None``: no clipping)."""
+    estimator: str = "pathwise"
+    """Name of the gradient estimator in :data:`hybridrl.estimators.ESTIMATORS`."""
+    seed: int = 0
+    """Seed of the minibatch shuffling (network initialisation is seeded by the policy)."""
+    device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available)."""
+    max_seconds: float | None = None
+    """Stop after this much wall-clock training time (``None``: no limit)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self):
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_positive("lr", self.lr)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("dev_every", self.dev_every, minimum=1)
+        if self.patience is not None:
+            check_int("patience", self.patience, minimum=1)
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip)
+        check_choice("estimator", self.estimator, tuple(ESTIMATORS))
+        check_int("seed", self.seed, minimum=0)
+        resolve_device(self.device)
+        if self.max_seconds is not None:
+            check_positive("max_seconds", self.max_seconds)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        return from_dict(cls, values, where="train config")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else must name a usable device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda[:k]' or 'auto', got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``policy`` holds the best-dev parameters of every member."""
+
+    policy: nn.Module
+    history: list[dict] = field(default_factory=list)
+    """One row per (epoch, member): ``epoch, member, step, seconds, train_cost, dev_cost`` (NaN if not evaluated)."""
+    best_dev: list[float] = field(default_factory=list)
+    """Best dev cost per member."""
+    best_epoch: list[int] = field(default_factory=list)
+    """Epoch (1-based) of the best dev cost per member."""
+    epochs: int = 0
+    seconds: float = 0.0
+    stopped: str = ""
+    """Why training stopped: ``epochs``, ``patience`` or ``time``."""
+
+
+def _members(policy: nn.Module) -> int:
+    return int(getattr(policy, "members", 1))
+
+
+def _member_view(cost: Tensor, members: int) -> Tensor:
+    """Per-store costs ``[..., S]`` -> per-member ``[..., M]``: itself, or the mean over stores if shared."""
+    return cost if members == cost.shape[-1] else cost.mean(-1, keepdim=True)
+
+
+@torch.no_grad()
+def evaluate(
+    policy: nn.Module,
+    scenarios: Scenarios,
+    warmup: int = 0,
+    *,
+    round_orders: bool = False,
+    batch_size: int = 8192,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """Average cost per period over ``t >= warmup`` for every scenario and store: ``[N, S]`` on the CPU.
+
+    Runs without gradients and without any parameter update, in chunks of ``batch_size`` scenarios.
+    """
+    if device is None:
+        device = next((p.device for p in policy.parameters()), torch.device("cpu"))
+    if warmup >= scenarios.periods:
+        raise ValueError(f"warmup={warmup} leaves no period to evaluate out of {scenarios.periods}")
+    out = []
+    for start in range(0, scenarios.n, batch_size):
+        chunk = scenarios[start : start + batch_size].to(device)
+        out.append(rollout(policy, chunk, round_orders=round_orders).hindsight_cost(warmup).cpu())
+    return torch.cat(out)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    policy: nn.Module,
+    train: Scenarios,
+    dev: Scenarios,
+    config: TrainConfig = TrainConfig(),
+    *,
+    dev_warmup: int = 0,
+    checkpoint: str | Path | None = None,
+    description: str = "HDPO",
+    callback: Callable[[int, nn.Module, float], None] | None = None,
+) -> FitResult:
+    """Train ``policy`` on ``train`` with the pathwise (or another named) estimator; select on ``dev``.
+
+    ``callback(epoch, policy, seconds)``, if given, runs after every dev evaluation (e.g. to record test costs
+    for a benchmark); its own run time is not counted in the training time.
+    """
+    # ---- plumbing: devices, members, estimator --------------------------------------------------------------
+    device = resolve_device(config.device)
+    members = _members(policy)
+    if members not in (1, train.setting.n_stores):
+        raise ValueError(f"policy has {members} members but the setting has {train.setting.n_stores} stores")
+    for name, p in policy.named_parameters():
+        if p.shape[:1] != (members,):
+            raise ValueError(f"parameter {name} must have a leading member dimension of size {members}")
+    if dev_warmup >= dev.periods:
+        raise ValueError(f"dev_warmup={dev_warmup} leaves no dev period out of {dev.periods}")
+    estimator = ESTIMATORS[config.estimator]
+    policy.to(device)
+    train, dev = train.to(device), dev.to(device)
+    batch_size = min(config.batch_size, train.n)
+    steps_per_epoch = train.n // batch_size  # the remainder of a shuffled epoch is left for the next ones
+    total_steps = steps_per_epoch * config.epochs
+
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    if config.schedule == "cosine":
+        lr_lambda = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
+    else:
+        lr_lambda = lambda step: 1.0  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    shuffle = torch.Generator().manual_seed(config.seed)
+
+    best_state = copy.deepcopy(policy.state_dict())
+    best_dev = torch.full((members,), math.inf)
+    best_epoch = torch.zeros(members, dtype=torch.long)
+    history: list[dict] = []
+    start_epoch, elapsed = 0, 0.0
+
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        shuffle.set_state(state["shuffle"])
+        best_state, best_dev, best_epoch = state["best_state"], state["best_dev"], state["best_epoch"]
+        history, start_epoch, elapsed = state["history"], state["epoch"], state["seconds"]
+
+    def save_checkpoint(epoch: int) -> None:
+        if checkpoint is not None:
+            _save_atomic(
+                dict(
+                    policy=policy.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    shuffle=shuffle.get_state(), best_state=best_state, best_dev=best_dev, best_epoch=best_epoch,
+                    history=history, epoch=epoch, seconds=elapsed, config=asdict(config),
+                ),
+                checkpoint,
+            )
+
+    bar = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start_epoch, desc=description, leave=False)
+
+    stopped, epoch = "epochs", start_epoch
+    clock = time.perf_counter() - elapsed
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        # ---- ALGO LOGIC: one epoch of HDPO ------------------------------------------------------------------
+        policy.train()
+        epoch_cost = torch.zeros(train.setting.n_stores, device=device)
+        order = torch.randperm(train.n, generator=shuffle)
+        for k in range(steps_per_epoch):
+            mb_index = order[k * batch_size : (k + 1) * batch_size].to(device)
+            trajectory = rollout(policy, train[mb_index])
+            loss = estimator(trajectory)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                _clip_per_member(policy, config.grad_clip, members)
+            optimizer.step()
+            scheduler.step()
+            epoch_cost += trajectory.cost.detach().mean(dim=(0, 2))
+        train_cost = _member_view(epoch_cost / steps_per_epoch, members).cpu()
+
+        # ---- dev evaluation and best-model selection ----------------------------------------------------------
+        time_up = config.max_seconds is not None and time.perf_counter() - clock >= config.max_seconds
+        dev_cost = torch.full((members,), math.nan)
+        if epoch % config.dev_every == 0 or epoch == config.epochs or time_up:
+            policy.eval()
+            dev_cost = _member_view(evaluate(policy, dev, dev_warmup, batch_size=max(batch_size, 8192)).mean(0), members)
+            improved = dev_cost < best_dev
+            if bool(improved.any()):
+                best_dev = torch.where(improved, dev_cost, best_dev)
+                best_epoch = torch.where(improved, torch.tensor(epoch), best_epoch)
+                best_state = _merge_members(best_state, policy.state_dict(), improved, members)
+        elapsed = time.perf_counter() - clock
+        if callback is not None and not math.isnan(float(dev_cost[0])):
+            callback(epoch, policy, elapsed)
+            clock = time.perf_counter() - elapsed
+        for m in range(members):
+            history.append(
+                dict(epoch=epoch, member=m, step=epoch * steps_per_epoch, seconds=elapsed,
+                     train_cost=float(train_cost[m]), dev_cost=float(dev_cost[m]))
+            )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train=f"{float(train_cost.mean()):.4f}", dev=f"{float(best_dev.mean()):.4f}")
+
+        # ---- stopping rules -------------------------------------------------------------------------------------
+        if not math.isnan(float(dev_cost[0])):
+            save_checkpoint(epoch)
+            if config.patience is not None and bool(((epoch - best_epoch) >= config.patience).all()):
+                stopped = "patience"
+                break
+        if time_up:
+            stopped = "time"
+            break
+    if bar is not None:
+        bar.close()
+
+    policy.load_state_dict(best_state)
+    policy.eval()
+    return FitResult(
+        policy=policy,
+        history=history,
+        best_dev=[float(v) for v in best_dev],
+        best_epoch=[int(v) for v in best_epoch],
+        epochs=epoch,
+        seconds=time.perf_counter() - clock,
+        stopped=stopped,
+    )
+
+
+def _merge_members(best: dict, current: dict, improved: Tensor, members: int) -> dict:
+    """Copy the parameters of the improved members from ``current`` into ``best`` (buffers follow member 0)."""
+    out = {}
+    for key, value in current.items():
+        if value.dim() >= 1 and value.shape[0] == members:
+            mask = improved.to(value.device).view(members, *([1] * (value.dim() - 1)))
+            out[key] = torch.where(mask, value, best[key].to(value.device)).detach().clone()
+        else:
+            out[key] = value.detach().clone() if bool(improved.all()) else best[key]
+    return out
+
+
+def _clip_per_member(policy: nn.Module, max_norm: float, members: int) -> None:
+    """Clip the gradient norm of each member separately (members are independent problems)."""
+    grads = [p.grad for p in policy.parameters() if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.reshape(members, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(members, *([1] * (g.dim() - 1))))

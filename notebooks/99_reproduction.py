@@ -1,0 +1,47 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 99 — The reproduction report
+#
+# **Regenerates** `paper/REPRODUCTION.md`: every published or exact number we target, beside ours, with the
+# tolerance it is judged by and whether it is reproduced.
+#
+# Nothing here computes a result: the report reads the tables the other chapters wrote under
+# `paper/tables/`, and each table's provenance says which profile produced it. The published and exact
+# values are in `hybridrl.reproduction`, with their sources. Run this chapter last (`make reproduce` does).
+
+# %% tags=["parameters"]
+profile = "quick"  # recorded in the report's stamp; each row carries the profile of the table it comes from
+
+# %%
+import time
+
+from hybridrl import experiments, reporting, reproduction
+
+experiments.check_profile(profile)
+started = time.time()
+
+# %%
+report = reproduction.build_report()
+report
+
+# %%
+judged = report[report.reproduced.isin(["yes", "no"])]
+print(f"{(judged.reproduced == 'yes').sum()} of {len(judged)} judged rows reproduced")
+report[report.reproduced == "no"]
+
+# %%
+stamp = reporting.provenance("notebooks/99_reproduction.py", profile, started)
+text = reproduction.write_report(report, stamp)
+print(text[:400])
