@@ -102,18 +102,16 @@ _PAPER_TRAIN = {
     "base_stock": TrainConfig(lr=0.5),
     "capped_base_stock": TrainConfig(lr=1.0),
 }
-_QUICK_PROTOCOL = Protocol(
-    n_train=8192, n_dev=4096, n_test=4096, test_periods=2000, test_warmup=500
-)
+_QUICK_PROTOCOL = Protocol(n_train=8192, n_dev=4096, n_test=4096, test_periods=1200, test_warmup=300)
 _SMOKE_PROTOCOL = Protocol(
     n_train=256, n_dev=128, n_test=128, train_periods=30, dev_periods=40, dev_warmup=20, test_periods=60, test_warmup=30
 )
 
 
-def _quick(epochs: int, lr_hdpo: float) -> dict:
+def _quick(epochs: int, lr_hdpo: float, batch_hdpo: int) -> dict:
     common = dict(batch_size=512, schedule="cosine", dev_every=5, patience=None)
     return {
-        "hdpo": TrainConfig(epochs=epochs, lr=lr_hdpo, **common),
+        "hdpo": TrainConfig(epochs=epochs, lr=lr_hdpo, **dict(common, batch_size=batch_hdpo)),
         "base_stock": TrainConfig(epochs=epochs, lr=1.0, **common),
         "capped_base_stock": TrainConfig(epochs=epochs, lr=1.0, **common),
     }
@@ -131,8 +129,9 @@ def _smoke() -> dict:
 BUDGETS = {
     ("lost_sales", "paper"): Budget(_PAPER_PROTOCOL, _PAPER_TRAIN, cells_per_run=1),
     ("backlogged", "paper"): Budget(_PAPER_PROTOCOL, _PAPER_TRAIN, cells_per_run=1),
-    ("lost_sales", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2), cells_per_run=None),
-    ("backlogged", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2), cells_per_run=None),
+    ("lost_sales", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2, batch_hdpo=512), cells_per_run=None),
+    # the long lead times of the backlogged grid need more, smaller steps to fit a 20-slot network as precisely
+    ("backlogged", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2, batch_hdpo=256), cells_per_run=None),
     ("lost_sales", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
     ("backlogged", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
 }

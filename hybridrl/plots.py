@@ -23,7 +23,10 @@ def gap_heatmaps(table: pd.DataFrame, methods: dict[str, str], *, title: str = "
         for key in methods
     }
     vmax = max(0.5, max(float(np.nanmax(np.abs(v.values))) for v in values.values()))
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 0.55 * len(lead_times) + 1.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(methods), figsize=(4.6 * len(methods) + 1, 0.55 * len(lead_times) + 1.8), squeeze=False,
+        sharey=True, layout="constrained",
+    )
     for ax, (key, label) in zip(axes[0], methods.items()):
         v = values[key]
         im = ax.imshow(v.values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
@@ -33,9 +36,9 @@ def gap_heatmaps(table: pd.DataFrame, methods: dict[str, str], *, title: str = "
         ax.set_xticks(range(len(penalties)), [f"{p:g}" for p in penalties])
         ax.set_yticks(range(len(lead_times)), [str(L) for L in lead_times])
         ax.set_xlabel("penalty p")
-        ax.set_ylabel("lead time L")
         ax.set_title(label)
-    fig.colorbar(im, ax=axes[0].tolist(), label="gap to optimum (%)", shrink=0.9)
+    axes[0][0].set_ylabel("lead time L")
+    fig.colorbar(im, ax=axes[0].tolist(), label="gap to optimum (%)")
     if title:
         fig.suptitle(title)
     return fig

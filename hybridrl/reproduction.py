@@ -69,50 +69,44 @@ def _table(name: str) -> tuple[pd.DataFrame | None, Provenance | None]:
     return pd.read_csv(csv), read_provenance(name)
 
 
-def lost_sales_rows() -> list[Row]:
-    df, prov = _table("hdpo_lost_sales")
+def _single_store_rows(experiment: str, table: str, published: dict, what: str, source: str, gap_source: str):
+    """Rows shared by the single-store grids: our exact optimum vs the published one, then HDPO's gap per cell."""
+    df, prov = _table(table)
     if df is None:
-        return [_missing("lost sales", "HDPO vs DP optimum", "HDPO spec §9.1")]
+        return None, None, [_missing(experiment, f"HDPO vs {what}", source)]
     profile = prov.profile if prov else "unknown"
     rows = []
     for r in df.itertuples():
         key = (int(r.lead_time), int(r.penalty))
-        if key in LOST_SALES_OPTIMUM:
-            target = LOST_SALES_OPTIMUM[key]
-            rows.append(Row("lost sales", f"DP optimum, L={key[0]}, p={key[1]}", "HDPO spec §9.1 (Zipkin 2008)",
-                            f"{target:.4f}", f"{r.optimal:.4f}", "±0.0005", _judge(abs(r.optimal - target) <= 5e-4), "exact"))
-    tol = GAP_TOLERANCE["lost_sales"].get(profile)
+        if key in published:
+            target = published[key]
+            rows.append(Row(experiment, f"{what}, L={key[0]}, p={key[1]}", source, f"{target:.4f}", f"{r.optimal:.4f}",
+                            "±0.0005", _judge(abs(r.optimal - target) <= 5e-4), "exact"))
+    tol = GAP_TOLERANCE[table.removeprefix("hdpo_")].get(profile)
     for r in df.itertuples():
-        rows.append(Row("lost sales", f"HDPO gap to optimum, L={int(r.lead_time)}, p={int(r.penalty)}",
-                        "issue target / HDPO paper", f"{r.optimal:.4f}", f"{r.hdpo:.4f} ({r.gap_pct:+.2f}%)",
-                        f"{tol}%" if tol else "n/a", _judge(abs(r.gap_pct) <= tol) if tol else "not judged", profile))
-    tol = GAP_TOLERANCE["lost_sales_mean"].get(profile)
-    mean_gap = float(df.gap_pct.mean())
-    rows.append(Row("lost sales", "HDPO mean gap over the grid", "HDPO paper v2: average gaps < 0.35 %",
-                    "0 %", f"{mean_gap:+.3f}%", f"{tol}%" if tol else "n/a",
-                    _judge(abs(mean_gap) <= tol) if tol else "not judged", profile))
+        rows.append(Row(experiment, f"HDPO gap to optimum, L={int(r.lead_time)}, p={int(r.penalty)}", gap_source,
+                        f"{r.optimal:.4f}", f"{r.hdpo:.4f} ({r.gap_pct:+.2f}%)", f"{tol}%" if tol else "n/a",
+                        _judge(abs(r.gap_pct) <= tol) if tol else "not judged", profile))
+    return df, profile, rows
+
+
+def lost_sales_rows() -> list[Row]:
+    df, profile, rows = _single_store_rows("lost sales", "hdpo_lost_sales", LOST_SALES_OPTIMUM, "DP optimum",
+                                           "HDPO spec §9.1 (Zipkin 2008)", "issue target / HDPO paper")
+    if df is not None:
+        tol = GAP_TOLERANCE["lost_sales_mean"].get(profile)
+        mean_gap = float(df.gap_pct.mean())
+        rows.append(Row("lost sales", "HDPO mean gap over the grid", "HDPO paper v2: average gaps < 0.35 %",
+                        "0 %", f"{mean_gap:+.3f}%", f"{tol}%" if tol else "n/a",
+                        _judge(abs(mean_gap) <= tol) if tol else "not judged", profile))
     return rows
 
 
 def backlogged_rows() -> list[Row]:
-    df, prov = _table("hdpo_backlogged")
-    if df is None:
-        return [_missing("backlogged", "HDPO vs base-stock optimum", "HDPO spec §9.2")]
-    profile = prov.profile if prov else "unknown"
-    rows = []
-    for r in df.itertuples():
-        key = (int(r.lead_time), int(r.penalty))
-        if key in BACKLOG_OPTIMUM:
-            target = BACKLOG_OPTIMUM[key]
-            rows.append(Row("backlogged", f"base-stock optimum, L={key[0]}, p={key[1]}", "HDPO spec §9.2",
-                            f"{target:.4f}", f"{r.optimal:.4f}", "±0.0005", _judge(abs(r.optimal - target) <= 5e-4), "exact"))
-    tol = GAP_TOLERANCE["backlogged"].get(profile)
-    for r in df.itertuples():
-        rows.append(Row("backlogged", f"HDPO gap to optimum, L={int(r.lead_time)}, p={int(r.penalty)}",
-                        "issue target / HDPO spec §12", f"{r.optimal:.4f}", f"{r.hdpo:.4f} ({r.gap_pct:+.2f}%)",
-                        f"{tol}%" if tol else "n/a", _judge(abs(r.gap_pct) <= tol) if tol else "not judged", profile))
+    df, profile, rows = _single_store_rows("backlogged", "hdpo_backlogged", BACKLOG_OPTIMUM, "base-stock optimum",
+                                           "HDPO spec §9.2", "issue target / HDPO spec §12")
     levels, _ = _table("hdpo_backlogged_levels")
-    if levels is not None:
+    if df is not None and levels is not None:
         for r in levels[levels.lead_time == 4].itertuples():
             target = BACKLOG_LEVEL_L4.get(int(r.penalty))
             if target is not None:

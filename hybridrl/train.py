@@ -224,9 +224,13 @@ def fit(
 
     bar = None
     if config.progress:
-        from tqdm.auto import tqdm
+        import warnings
 
-        bar = tqdm(total=config.epochs, initial=start_epoch, desc=description, leave=False)
+        with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
+            warnings.simplefilter("ignore")
+            from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start_epoch, desc=description, leave=False, mininterval=5.0)
 
     stopped, epoch = "epochs", start_epoch
     clock = time.perf_counter() - elapsed
