@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -266,11 +266,25 @@ class Observation:
         return self.inventory.sum(-1)
 
 
-class StepResult(NamedTuple):
+@dataclass
+class StepResult:
+    """What :func:`step` returns. ``sales`` and ``lost`` are derived on demand (the training loop never needs them)."""
+
     inventory: Tensor  # [B, S, n], the next period's inventory vector
     cost: Tensor  # [B, S], this period's cost (negative profit under objective "profit")
-    sales: Tensor  # [B, S], demand served from stock this period (under backlog: demand, filled now or later)
-    lost: Tensor  # [B, S], demand lost this period (zero under backlog)
+    demand: Tensor  # [B, S]
+    shortage: Tensor  # [B, S], (d - x)^+: demand not met from stock this period
+    lost_sales: bool
+
+    @property
+    def lost(self) -> Tensor:
+        """Demand lost this period (zero under backlog, where the shortage waits)."""
+        return self.shortage if self.lost_sales else torch.zeros_like(self.shortage)
+
+    @property
+    def sales(self) -> Tensor:
+        """Demand served from stock this period; under backlog, the demand (filled now or later)."""
+        return self.demand - self.shortage if self.lost_sales else self.demand
 
 
 def arrival_slots(lead_time: Tensor, n_slots: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -298,24 +312,19 @@ def step(
         arrival_slot: ``[B, S, n + 1]`` one-hot slot of each order (:func:`arrival_slots`).
         underage_cost, holding_cost: ``[B, S]``.
     """
-    pipeline = torch.cat([inventory, torch.zeros_like(inventory[..., :1])], dim=-1)
-    pipeline = pipeline + order.unsqueeze(-1) * arrival_slot
+    # (few, fused operations: this runs B x S times per period, forward and backward)
+    pipeline = F.pad(inventory, (0, 1)).addcmul_(order.unsqueeze(-1), arrival_slot)  # place the order in slot L
     on_hand = pipeline[..., 0]
-    shortage = torch.relu(demand - on_hand)
-    excess = torch.relu(on_hand - demand)
-    sales = demand - shortage
+    gap = on_hand - demand
+    excess = torch.relu(gap)  # (x - d)^+, stock left after demand
+    shortage = excess - gap  # (d - x)^+
     if profit:
-        cost = holding_cost * excess - underage_cost * sales
+        cost = torch.addcmul(holding_cost * excess, underage_cost, shortage - demand)  # h (x-d)^+ - p min(x, d)
     else:
-        cost = underage_cost * shortage + holding_cost * excess
-    if lost_sales:
-        post, lost = excess, shortage
-        sales_or_demand = sales
-    else:
-        post, lost = on_hand - demand, torch.zeros_like(shortage)
-        sales_or_demand = demand
+        cost = torch.addcmul(underage_cost * shortage, holding_cost, excess)
+    post = excess if lost_sales else gap
     next_inventory = torch.cat([(post + pipeline[..., 1]).unsqueeze(-1), pipeline[..., 2:]], dim=-1)
-    return StepResult(next_inventory, cost, sales_or_demand, lost)
+    return StepResult(next_inventory, cost, demand, shortage, lost_sales)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -366,7 +375,7 @@ def rollout(
         order = policy(obs)
         if round_orders:
             order = torch.round(order)
-        min_order = order.detach().amin() if min_order is None else torch.minimum(min_order, order.detach().amin())
+        min_order = order.detach() if min_order is None else torch.minimum(min_order, order.detach())
         result = step(
             inventory,
             order,
@@ -381,8 +390,8 @@ def rollout(
         if record:
             records.append((inventory, order, result.sales, result.lost))
         inventory = result.inventory
-    if min_order is not None and bool(min_order < 0):
-        raise ValueError(f"the policy placed a negative order ({float(min_order):.4g}); orders must be >= 0")
+    if min_order is not None and bool(min_order.amin() < 0):
+        raise ValueError(f"the policy placed a negative order ({float(min_order.amin()):.4g}); orders must be >= 0")
     trajectory = Trajectory(cost=torch.stack(costs, dim=-1))
     if record:
         inv, orders, sales, lost = zip(*records)

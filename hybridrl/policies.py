@@ -75,7 +75,9 @@ class MemberMLP(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
             if i < last:
-                x = F.elu(x)
+                # in place on the fresh matmul output: autograd then differentiates ELU from its result,
+                # which avoids recomputing exp() in the backward pass (about 15% of an HDPO epoch on a CPU)
+                x = F.elu(x, inplace=True)
         return x
 
 
