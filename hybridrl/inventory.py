@@ -116,6 +116,8 @@ class DemandTrace:
 
     @property
     def mean(self) -> float:
+        """Mean over the whole trace. Policies see it as a static feature, so for real data build the trace
+        from the training window only (or the mean leaks future demand)."""
         return float(self.values.float().mean())
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
@@ -315,14 +317,14 @@ def step(
     # (few, fused operations: this runs B x S times per period, forward and backward)
     pipeline = F.pad(inventory, (0, 1)).addcmul_(order.unsqueeze(-1), arrival_slot)  # place the order in slot L
     on_hand = pipeline[..., 0]
-    gap = on_hand - demand
-    excess = torch.relu(gap)  # (x - d)^+, stock left after demand
-    shortage = excess - gap  # (d - x)^+
+    surplus = on_hand - demand
+    excess = torch.relu(surplus)  # (x - d)^+, stock left after demand
+    shortage = excess - surplus  # (d - x)^+
     if profit:
         cost = torch.addcmul(holding_cost * excess, underage_cost, shortage - demand)  # h (x-d)^+ - p min(x, d)
     else:
         cost = torch.addcmul(underage_cost * shortage, holding_cost, excess)
-    post = excess if lost_sales else gap
+    post = excess if lost_sales else surplus
     next_inventory = torch.cat([(post + pipeline[..., 1]).unsqueeze(-1), pipeline[..., 2:]], dim=-1)
     return StepResult(next_inventory, cost, demand, shortage, lost_sales)
 

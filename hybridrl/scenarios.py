@@ -15,6 +15,7 @@ the test seeds, so training never sees them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
@@ -71,6 +72,10 @@ class Scenarios:
             )
         if not torch.isfinite(self.demand).all():
             raise ValueError("demand contains NaN or infinite values")
+        if self.lead_time.dtype != torch.int64 or bool((self.lead_time < 0).any()) or bool(
+            (self.lead_time > self.setting.n_slots).any()
+        ):
+            raise ValueError(f"lead_time must be int64 in [0, {self.setting.n_slots}], got {self.lead_time.unique().tolist()}")
 
     @property
     def n(self) -> int:
@@ -84,11 +89,14 @@ class Scenarios:
         return self.n
 
     def _map(self, fn) -> "Scenarios":
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in out.items():
-            if isinstance(v, Tensor):
-                out[k] = fn(v)
-        return Scenarios(**out)
+        """Apply ``fn`` to every tensor. The result is not validated again: it is a view of valid data, and this
+        runs for every minibatch, where a check would make the device wait."""
+        out = copy.copy(self)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                setattr(out, f.name, fn(value))
+        return out
 
     def __getitem__(self, index) -> "Scenarios":
         """Select scenarios (rows) by slice, index tensor or boolean mask."""

@@ -157,3 +157,11 @@ def test_scenarios_validate_shapes_and_values():
     bad[0, 0, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         Scenarios(setting, bad, good.underage_cost, good.holding_cost, good.lead_time, good.mean_demand, good.initial_inventory)
+
+
+def test_scenarios_reject_lead_times_outside_the_inventory_vector():
+    setting = InventorySetting(stores=Store(Poisson(5.0), 9.0, 1.0, 2))
+    good = sample_scenarios(setting, 3, 4, demand_seed=0, inventory_seed=0)
+    with pytest.raises(ValueError, match=r"lead_time must be int64 in \[0, 2\], got \[5\]"):
+        Scenarios(setting, good.demand, good.underage_cost, good.holding_cost, torch.full((3, 1), 5), good.mean_demand,
+                  good.initial_inventory)
