@@ -28,6 +28,7 @@ def _lost_sales(lead_time: int, penalty: float) -> InventorySetting:
 @dataclass
 class EpochTiming:
     device: str
+    compiled: bool
     n_train: int
     batch_size: int
     periods: int
@@ -53,24 +54,26 @@ def time_hdpo_epochs(
     lead_time: int = 4,
     epochs: int = 6,
     device: str = "cpu",
+    compile: bool = False,
 ) -> EpochTiming:
-    """Time ``epochs`` HDPO epochs (the first, a warm-up, is dropped) and one dev evaluation."""
+    """Time ``epochs`` HDPO epochs (the first, a warm-up that also compiles, is dropped) and one dev evaluation."""
     setting = _lost_sales(lead_time, 9.0)
     protocol = Protocol(n_train=n_train, n_dev=n_dev, n_test=1, train_periods=periods, dev_periods=dev_periods,
                         dev_warmup=min(60, dev_periods - 1), test_periods=2, test_warmup=1)
     splits = make_splits(setting, protocol)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=3e-3, dev_every=epochs, patience=None,
-                         device=device, progress=False)
+                         device=device, progress=False, compile=compile)
     result = fit(VanillaMLP(setting.n_slots), splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup)
     ends = [h["seconds"] for h in result.history]
     per_epoch = [b - a for a, b in zip(ends[:-1], ends[1:])]  # epochs 2 .. epochs-1 plus the last (with dev)
     train_seconds = statistics.median(per_epoch[:-1]) if len(per_epoch) > 1 else ends[0]
     dev = splits.dev.to(device)
+    evaluate(result.policy, dev, protocol.dev_warmup, batch_size=n_dev, device=device, compile=compile)  # compiles
     _sync(device)
     t0 = time.perf_counter()
-    evaluate(result.policy, dev, protocol.dev_warmup, batch_size=n_dev, device=device)
+    evaluate(result.policy, dev, protocol.dev_warmup, batch_size=n_dev, device=device, compile=compile)
     _sync(device)
-    return EpochTiming(str(device), n_train, batch_size, periods, epochs, train_seconds, time.perf_counter() - t0)
+    return EpochTiming(str(device), compile, n_train, batch_size, periods, epochs, train_seconds, time.perf_counter() - t0)
 
 
 @dataclass

@@ -59,6 +59,8 @@ class TrainConfig:
     """``cpu``, ``cuda``, ``cuda:1``, ... or ``auto`` (CUDA when available)."""
     max_seconds: float | None = None
     """Stop after this much wall-clock training time (``None``: no limit)."""
+    compile: bool = False
+    """Run each simulated period through ``torch.compile`` (faster after a compilation of some seconds)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -131,6 +133,7 @@ def evaluate(
     round_orders: bool = False,
     batch_size: int = 8192,
     device: str | torch.device | None = None,
+    compile: bool = False,
 ) -> Tensor:
     """Average cost per period over ``t >= warmup`` for every scenario and store: ``[N, S]`` on the CPU.
 
@@ -143,7 +146,7 @@ def evaluate(
     out = []
     for start in range(0, scenarios.n, batch_size):
         chunk = scenarios[start : start + batch_size].to(device)
-        out.append(rollout(policy, chunk, round_orders=round_orders).hindsight_cost(warmup).cpu())
+        out.append(rollout(policy, chunk, round_orders=round_orders, compile=compile).hindsight_cost(warmup).cpu())
     return torch.cat(out)
 
 
@@ -241,7 +244,7 @@ def fit(
         order = torch.randperm(train.n, generator=shuffle)
         for k in range(steps_per_epoch):
             mb_index = order[k * batch_size : (k + 1) * batch_size].to(device)
-            trajectory = rollout(policy, train[mb_index])
+            trajectory = rollout(policy, train[mb_index], compile=config.compile)
             loss = estimator(trajectory)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -257,7 +260,8 @@ def fit(
         dev_cost = torch.full((members,), math.nan)
         if epoch % config.dev_every == 0 or epoch == config.epochs or time_up:
             policy.eval()
-            dev_cost = _member_view(evaluate(policy, dev, dev_warmup, batch_size=max(batch_size, 8192)).mean(0), members)
+            dev_cost = evaluate(policy, dev, dev_warmup, batch_size=max(batch_size, 8192), compile=config.compile)
+            dev_cost = _member_view(dev_cost.mean(0), members)
             improved = dev_cost < best_dev
             if bool(improved.any()):
                 best_dev = torch.where(improved, dev_cost, best_dev)

@@ -165,3 +165,19 @@ def test_scenarios_reject_lead_times_outside_the_inventory_vector():
     with pytest.raises(ValueError, match=r"lead_time must be int64 in \[0, 2\], got \[5\]"):
         Scenarios(setting, good.demand, good.underage_cost, good.holding_cost, torch.full((3, 1), 5), good.mean_demand,
                   good.initial_inventory)
+
+
+def test_compiled_rollout_matches_eager():
+    setting = InventorySetting(stores=(Store(Poisson(5.0), 9.0, 1.0, 3), Store(Poisson(5.0), 4.0, 1.0, 0)),
+                               unmet_demand="lost")
+    scenarios = sample_scenarios(setting, 32, 8, demand_seed=3, inventory_seed=4)
+    policy = VanillaMLP(setting.n_slots, members=2, init_seeds=[1, 2])
+    grads = []
+    for compile in (False, True):
+        policy.zero_grad()
+        traj = rollout(policy, scenarios, compile=compile)
+        traj.cost.mean().backward()
+        grads.append((traj.cost.detach(), [p.grad.clone() for p in policy.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
