@@ -38,6 +38,7 @@ from .scenarios import Protocol, Seeds, make_splits
 from .train import TrainConfig, evaluate, fit
 
 PROFILES = ("smoke", "quick", "paper")
+RESULT_FORMAT = 2  # part of every cache key: bump it when the fields a run records change
 METHODS = ("hdpo", "base_stock", "capped_base_stock")
 
 
@@ -74,13 +75,6 @@ def backlogged_grid(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) 
 
 
 GRIDS = {"lost_sales": lost_sales_grid, "backlogged": backlogged_grid}
-
-
-def cells(setting: InventorySetting) -> pd.DataFrame:
-    """One row per store of a grid: ``lead_time, penalty``."""
-    return pd.DataFrame(
-        {"lead_time": [s.lead_time for s in setting.stores], "penalty": [s.underage_cost for s in setting.stores]}
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -197,7 +191,7 @@ def run_grid(
 
     Rows of the table, one per cell: ``lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
     the test scenarios); ``optimal`` (the exact optimum) and ``optimal_policy_test_cost`` (the optimal policy
-    run on the same test scenarios); ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its
+    run on the same test scenarios; ``optimal_policy_dev_cost`` likewise on the dev scenarios); ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its
     standard error ``estimate_se``; ``gap_pct = 100 (cost_estimate / optimal - 1)``; ``dev_cost, best_epoch,
     epochs, run_seconds``; and, for the base-stock policies, the fitted ``level`` (and ``cap``).
 
@@ -217,7 +211,7 @@ def run_grid(
     for start in range(0, grid.n_stores, size):
         setting = grid.replace(stores=grid.stores[start : start + size], inventory_slots=grid.n_slots)
         description = dict(
-            experiment=experiment, method=method, profile=profile, seed=seed, version=__version__,
+            experiment=experiment, method=method, profile=profile, seed=seed, version=__version__, format=RESULT_FORMAT,
             setting=repr(setting), protocol=asdict(b.protocol),
             config={k: v for k, v in asdict(config).items() if k not in ("device", "progress")},
         )
@@ -246,6 +240,7 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
     test = evaluate(result.policy, splits.test, protocol.test_warmup, round_orders=rounding, device=config.device)
     optimal_policy, optimal = optimal_reference(experiment, setting)
     reference = evaluate(optimal_policy, splits.test, protocol.test_warmup, round_orders=rounding)
+    reference_dev = evaluate(optimal_policy, splits.dev, protocol.dev_warmup).mean(0)  # for the learning curves
     ckpt.unlink(missing_ok=True)
     n = test.shape[0]
     rows = []
@@ -255,6 +250,7 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
             lead_time=store.lead_time, penalty=store.underage_cost,
             test_cost=float(test[:, m].mean()), test_se=float(test[:, m].std() / math.sqrt(n)),
             optimal=optimal[m], optimal_policy_test_cost=float(reference[:, m].mean()),
+            optimal_policy_dev_cost=float(reference_dev[m]),
             cost_estimate=estimate, estimate_se=float((test[:, m] - reference[:, m]).std() / math.sqrt(n)),
             gap_pct=100 * (estimate / optimal[m] - 1),
             dev_cost=result.best_dev[m], best_epoch=result.best_epoch[m], epochs=result.epochs,

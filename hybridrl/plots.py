@@ -44,25 +44,34 @@ def gap_heatmaps(table: pd.DataFrame, methods: dict[str, str], *, title: str = "
     return fig
 
 
-def learning_curves(history: pd.DataFrame, optima: pd.DataFrame, *, title: str = "") -> plt.Figure:
-    """Dev cost relative to the optimum (%) against policy updates, one panel per lead time, one line per p.
+def learning_curves(history: pd.DataFrame, cells: pd.DataFrame, *, title: str = "", columns: int = 4) -> plt.Figure:
+    """Dev cost against policy updates, one panel per lead time, one line per penalty.
 
-    ``history`` is the per-epoch record of :func:`hybridrl.experiments.run_grid` (rows with a dev
-    evaluation are used); ``optima`` has ``lead_time, penalty, optimal``.
+    The dev cost is shown relative to the optimal policy run on the same dev scenarios (common random numbers),
+    in % of the optimum: ``100 (dev_cost - optimal_policy_dev_cost) / optimal``, which removes most of the
+    noise of a small dev set. ``history`` is the per-epoch record of :func:`hybridrl.experiments.run_grid`
+    (rows with a dev evaluation are used) and ``cells`` its table (``lead_time, penalty, optimal,
+    optimal_policy_dev_cost``).
     """
-    dev = history.dropna(subset=["dev_cost"]).merge(optima[["lead_time", "penalty", "optimal"]], on=["lead_time", "penalty"])
-    dev = dev.assign(gap=100 * (dev.dev_cost / dev.optimal - 1))
+    keys = ["lead_time", "penalty"]
+    dev = history.dropna(subset=["dev_cost"]).merge(cells[keys + ["optimal", "optimal_policy_dev_cost"]], on=keys)
+    dev = dev.assign(gap=100 * (dev.dev_cost - dev.optimal_policy_dev_cost) / dev.optimal)
     lead_times = sorted(dev.lead_time.unique())
-    fig, axes = plt.subplots(1, len(lead_times), figsize=(3.4 * len(lead_times), 3.2), sharey=True, squeeze=False)
-    for ax, L in zip(axes[0], lead_times):
+    ncols = min(columns, len(lead_times))
+    nrows = -(-len(lead_times) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
+    for ax, L in zip(axes.flat, lead_times):
         for p, part in dev[dev.lead_time == L].groupby("penalty"):
             ax.plot(part.step, part.gap, marker="o", ms=3, label=f"p = {p:g}")
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_yscale("symlog", linthresh=0.5)
         ax.set_title(f"L = {L}")
         ax.set_xlabel("policy updates")
-    axes[0][0].set_ylabel("dev cost vs optimum (%)")
-    axes[0][-1].legend(fontsize=8)
+    for ax in axes.flat[len(lead_times):]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("dev cost vs optimal policy (%)")
+    axes.flat[len(lead_times) - 1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -59,7 +59,6 @@ class MemberMLP(nn.Module):
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out)))
         for m, seed in enumerate(seeds):
@@ -191,10 +190,9 @@ class TablePolicy(nn.Module):
         self.register_buffer("strides", torch.tensor(strides, dtype=torch.long))
 
     def forward(self, obs: Observation) -> Tensor:
-        state = torch.round(obs.inventory[..., : self.n_slots]).long()
-        inside = state.sum(-1) <= self.max_position
-        index = (state.clamp(0, self.max_position) * self.strides).sum(-1)
-        return torch.where(inside, self.table[index.clamp_max(self.table.numel() - 1)], torch.zeros_like(index, dtype=torch.float))
+        state = torch.round(obs.inventory[..., : self.n_slots]).long().clamp(0, self.max_position)
+        orders = self.table[(state * self.strides).sum(-1)]
+        return torch.where(state.sum(-1) <= self.max_position, orders, torch.zeros_like(orders))
 
 
 class StoreWise(nn.Module):

@@ -146,3 +146,16 @@ def test_sample_scenarios_fills_only_a_stores_own_slots():
     setting = _grid((1, 4), (4, 9))
     s = sample_scenarios(setting, 8, 5, demand_seed=0, inventory_seed=0)
     assert (s.initial_inventory[:, 0, 1:] == 0).all() and (s.initial_inventory[:, 1] > 0).all()
+
+
+def test_gradient_clipping_bounds_each_member_separately():
+    from hybridrl.train import _clip_per_member
+
+    policy = VanillaMLP(2, hidden=(4,), members=3)
+    for p in policy.parameters():
+        p.grad = torch.ones_like(p)
+        p.grad[1] *= 1e-4  # member 1 has a tiny gradient and must be left alone
+    _clip_per_member(policy, 1.0, members=3)
+    norms = torch.stack([p.grad.reshape(3, -1).pow(2).sum(1) for p in policy.parameters()]).sum(0).sqrt()
+    assert torch.allclose(norms[[0, 2]], torch.ones(2), atol=1e-4)
+    assert norms[1] < 1e-2
