@@ -145,7 +145,7 @@ fig = plots.gap_heatmaps(
 # end slightly below zero.
 
 # %%
-fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=4, title=f"HDPO on lost sales: dev cost vs optimum ({profile})")
+fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=4, title=f"HDPO on lost sales: dev cost relative to the optimal policy ({profile})")
 
 # %% [markdown]
 # ## Writing the artifacts

@@ -125,7 +125,7 @@ fig = plots.gap_heatmaps(
 )
 
 # %%
-fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=3, title=f"HDPO on backlog: dev cost vs optimum ({profile})")
+fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=3, title=f"HDPO on backlog: dev cost relative to the optimal policy ({profile})")
 
 # %% [markdown]
 # ## Writing the artifacts
