@@ -34,11 +34,12 @@ from .inventory import ClippedNormal, InventorySetting, Poisson, Store
 from . import paths
 from .policies import BaseStock, CappedBaseStock, StoreWise, VanillaMLP
 from .references import LostSalesOptimum, backlog_base_stock, lost_sales_optimum
+from .reporting import device_name, git_commit
 from .scenarios import Protocol, Seeds, make_splits
 from .train import TrainConfig, evaluate, fit
 
 PROFILES = ("smoke", "quick", "paper")
-RESULT_FORMAT = 2  # part of every cache key: bump it when the fields a run records change
+RESULT_FORMAT = 3  # part of every cache key: bump it when the fields a run records change
 METHODS = ("hdpo", "base_stock", "capped_base_stock")
 
 
@@ -255,6 +256,7 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
             gap_pct=100 * (estimate / optimal[m] - 1),
             dev_cost=result.best_dev[m], best_epoch=result.best_epoch[m], epochs=result.epochs,
             run_seconds=result.seconds, cells_in_run=setting.n_stores,
+            computed_commit=git_commit(), computed_device=device_name(config.device),
         )
         for name in ("level", "cap"):
             if hasattr(result.policy, name):

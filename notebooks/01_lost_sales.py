@@ -151,7 +151,7 @@ fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=4, title=
 # ## Writing the artifacts
 
 # %%
-stamp = reporting.provenance("notebooks/01_lost_sales.py", profile, started, device)
+stamp = reporting.provenance("notebooks/01_lost_sales.py", profile, started, device, results=[hdpo, capped])
 reporting.save_table(
     table[["lead_time", "penalty", "optimal", "capped_base_stock", "hdpo", "gap_pct"]],
     "hdpo_lost_sales",

@@ -131,7 +131,7 @@ fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=3, title=
 # ## Writing the artifacts
 
 # %%
-stamp = reporting.provenance("notebooks/02_backlogged.py", profile, started, device)
+stamp = reporting.provenance("notebooks/02_backlogged.py", profile, started, device, results=[hdpo, base_stock])
 reporting.save_table(
     table[["lead_time", "penalty", "optimal", "base_stock", "hdpo", "gap_pct"]],
     "hdpo_backlogged",
