@@ -187,8 +187,8 @@ def run_grid(
 ) -> GridResult:
     """Train ``method`` on every cell of the ``experiment`` grid and evaluate it on the test scenarios.
 
-    Finished runs are cached on disk (:mod:`hybridrl.cache`); ``force=True`` recomputes them. A run that is
-    interrupted resumes from its last dev evaluation.
+    Finished runs are cached on disk (:mod:`hybridrl.cache`); ``force=True`` recomputes them from scratch. A run
+    that is interrupted resumes from its last dev evaluation.
 
     Rows of the table, one per cell: ``lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
     the test scenarios); ``optimal`` (the exact optimum) and ``optimal_policy_test_cost`` (the optimal policy
@@ -218,6 +218,8 @@ def run_grid(
         )
         namespace = f"single_store/{experiment}/{method}"
         ckpt = checkpoint_path(namespace, description)
+        if force:
+            ckpt.unlink(missing_ok=True)  # recompute from scratch: do not resume an interrupted run either
 
         def compute(setting=setting, ckpt=ckpt):
             return _run(experiment, setting, method, b.protocol, config, seed, ckpt)
