@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,6 +46,7 @@ import time
 import pandas as pd
 
 from hybridrl import experiments, plots, reporting
+from hybridrl.reproduction import LOST_SALES_OPTIMUM  # the published values (HDPO spec §9.1)
 
 experiments.check_profile(profile)
 started = time.time()
@@ -60,13 +63,11 @@ pd.set_option("display.precision", 4)
 #
 # The order is chosen *before* the period's demand is seen, so the minimum sits outside the expectation —
 # taking it inside would silently shorten the lead time by one period. `hybridrl.references.lost_sales_optimum`
-# solves this by relative value iteration; it reproduces Zipkin's published values (the last column checks
-# against the specification's table, to 4 decimals).
+# solves this by relative value iteration; it reproduces Zipkin's published values (the cell after the table
+# checks every cell against the specification's table, to 4 decimals).
 
 # %%
 optima = experiments.lost_sales_optima()
-from hybridrl.reproduction import LOST_SALES_OPTIMUM  # the published values (HDPO spec §9.1)
-
 optima["published"] = [LOST_SALES_OPTIMUM[(int(L), int(p))] for L, p in zip(optima.lead_time, optima.penalty)]
 optima.pivot(index="penalty", columns="lead_time", values="optimal")
 
