@@ -39,7 +39,7 @@ from .scenarios import Protocol, Seeds, make_splits
 from .train import TrainConfig, evaluate, fit
 
 PROFILES = ("smoke", "quick", "paper")
-RESULT_FORMAT = 3  # part of every cache key: bump it when the fields a run records change
+RESULT_FORMAT = 4  # part of every cache key: bump it when the fields a run records change
 METHODS = ("hdpo", "base_stock", "capped_base_stock")
 
 
@@ -236,14 +236,14 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
     policy = make_policy(method, setting, init_seeds)
     result = fit(
         policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup, checkpoint=ckpt,
-        description=f"{experiment} · {method}",
+        description=f"{experiment} · {method}", round_orders=setting.integer_demand,
     )
     # ---- test: the trained policy and, on the same scenarios, the optimal one ----------------------------------
     rounding = setting.integer_demand
     test = evaluate(result.policy, splits.test, protocol.test_warmup, round_orders=rounding, device=config.device)
     optimal_policy, optimal = optimal_reference(experiment, setting)
     reference = evaluate(optimal_policy, splits.test, protocol.test_warmup, round_orders=rounding)
-    reference_dev = evaluate(optimal_policy, splits.dev, protocol.dev_warmup).mean(0)  # for the learning curves
+    reference_dev = evaluate(optimal_policy, splits.dev, protocol.dev_warmup, round_orders=rounding).mean(0)
     ckpt.unlink(missing_ok=True)
     n = test.shape[0]
     rows = []

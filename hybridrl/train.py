@@ -167,8 +167,12 @@ def fit(
     checkpoint: str | Path | None = None,
     description: str = "HDPO",
     callback: Callable[[int, nn.Module, float], None] | None = None,
+    round_orders: bool = False,
 ) -> FitResult:
     """Train ``policy`` on ``train`` with the pathwise (or another named) estimator; select on ``dev``.
+
+    Training always uses continuous orders. With ``round_orders`` (integer demand) the dev evaluations round
+    orders as the test does, so that the model is selected on the policy that will be tested.
 
     ``callback(epoch, policy, seconds)``, if given, runs after every dev evaluation (e.g. to record test costs
     for a benchmark); its own run time is not counted in the training time.
@@ -260,7 +264,8 @@ def fit(
         dev_cost = torch.full((members,), math.nan)
         if epoch % config.dev_every == 0 or epoch == config.epochs or time_up:
             policy.eval()
-            dev_cost = evaluate(policy, dev, dev_warmup, batch_size=max(batch_size, 8192), compile=config.compile)
+            dev_cost = evaluate(policy, dev, dev_warmup, round_orders=round_orders, batch_size=max(batch_size, 8192),
+                                compile=config.compile)
             dev_cost = _member_view(dev_cost.mean(0), members)
             improved = dev_cost < best_dev
             if bool(improved.any()):
