@@ -114,6 +114,19 @@ class FitResult:
     stopped: str = ""
     """Why training stopped: ``epochs``, ``patience`` or ``time``."""
 
+    def history_frame(self):
+        """The per-epoch record as a ``pandas.DataFrame``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.history)
+
+    def save_history(self, path: str | Path) -> Path:
+        """Write the per-epoch record as CSV."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.history_frame().to_csv(path, index=False)
+        return path
+
 
 def _members(policy: nn.Module) -> int:
     return int(getattr(policy, "members", 1))

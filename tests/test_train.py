@@ -83,12 +83,13 @@ def test_stacked_members_train_like_separate_runs():
         assert math.isclose(stacked.best_dev[m], alone.best_dev[0], rel_tol=1e-4)
 
 
-def test_best_dev_parameters_are_kept_per_member():
+def test_best_dev_parameters_are_kept_per_member(tmp_path):
     grid = _grid((1, 4), (2, 39))
     splits = make_splits(grid, SMALL)
     result = fit(VanillaMLP(grid.n_slots, members=2, init_seeds=[1, 2]), splits.train, splits.dev,
                  _config(epochs=6, lr=5e-2), dev_warmup=10)
-    history = pd.DataFrame(result.history)
+    history = pd.read_csv(result.save_history(tmp_path / "history.csv"))
+    assert list(history.columns) == ["epoch", "member", "step", "seconds", "train_cost", "dev_cost"]
     for m in range(2):
         dev = history[history.member == m].set_index("epoch").dev_cost
         assert result.best_epoch[m] == int(dev.idxmin())
