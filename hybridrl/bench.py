@@ -14,15 +14,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .inventory import InventorySetting, Poisson, Store
+from .experiments import lost_sales_grid
 from .policies import VanillaMLP
 from .scenarios import Protocol, make_splits
 from .train import TrainConfig, evaluate, fit
-
-
-def _lost_sales(lead_time: int, penalty: float) -> InventorySetting:
-    return InventorySetting(stores=Store(Poisson(5.0), penalty, 1.0, lead_time, demand_seed_shift=lead_time + 10 * int(penalty)),
-                            unmet_demand="lost")
 
 
 @dataclass
@@ -57,7 +52,7 @@ def time_hdpo_epochs(
     compile: bool = False,
 ) -> EpochTiming:
     """Time ``epochs`` HDPO epochs (the first, a warm-up that also compiles, is dropped) and one dev evaluation."""
-    setting = _lost_sales(lead_time, 9.0)
+    setting = lost_sales_grid((lead_time,), (9,))
     protocol = Protocol(n_train=n_train, n_dev=n_dev, n_test=1, train_periods=periods, dev_periods=dev_periods,
                         dev_warmup=min(60, dev_periods - 1), test_periods=2, test_warmup=1)
     splits = make_splits(setting, protocol)
@@ -97,7 +92,7 @@ def time_to_gap(
     device: str = "cpu",
 ) -> GapTiming:
     """Train HDPO on one lost-sales cell, recording the test gap (rounded orders) at every dev evaluation."""
-    setting = _lost_sales(lead_time, penalty)
+    setting = lost_sales_grid((lead_time,), (penalty,))
     splits = make_splits(setting, protocol)
     curve = []
 

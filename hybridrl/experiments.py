@@ -192,9 +192,11 @@ def run_grid(
 
     Rows of the table, one per cell: ``lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
     the test scenarios); ``optimal`` (the exact optimum) and ``optimal_policy_test_cost`` (the optimal policy
-    run on the same test scenarios; ``optimal_policy_dev_cost`` likewise on the dev scenarios); ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its
-    standard error ``estimate_se``; ``gap_pct = 100 (cost_estimate / optimal - 1)``; ``dev_cost, best_epoch,
-    epochs, run_seconds``; and, for the base-stock policies, the fitted ``level`` (and ``cap``).
+    run on the same test scenarios; ``optimal_policy_dev_cost`` likewise on the dev scenarios);
+    ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its standard error ``estimate_se``;
+    ``gap_pct = 100 (cost_estimate / optimal - 1)``; ``dev_cost, best_epoch, epochs, run_seconds``; where it was
+    computed (``computed_commit, computed_device``); and, for the base-stock policies, the fitted ``level``
+    (and ``cap``).
 
     Why the estimate: running the optimal policy on the same scenarios gives common random numbers, a control
     variate whose expectation (the optimum) is known exactly. ``cost_estimate`` is an unbiased estimate of the
@@ -234,18 +236,19 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
     splits = make_splits(setting, protocol, Seeds())
     init_seeds = [1000 * seed + s.demand_seed_shift for s in setting.stores]
     policy = make_policy(method, setting, init_seeds)
+    rounding = setting.integer_demand  # integer demand: orders are rounded in dev and test evaluations
     result = fit(
         policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup, checkpoint=ckpt,
-        description=f"{experiment} · {method}", round_orders=setting.integer_demand,
+        description=f"{experiment} · {method}", round_orders=rounding,
     )
     # ---- test: the trained policy and, on the same scenarios, the optimal one ----------------------------------
-    rounding = setting.integer_demand
     test = evaluate(result.policy, splits.test, protocol.test_warmup, round_orders=rounding, device=config.device)
     optimal_policy, optimal = optimal_reference(experiment, setting)
     reference = evaluate(optimal_policy, splits.test, protocol.test_warmup, round_orders=rounding)
     reference_dev = evaluate(optimal_policy, splits.dev, protocol.dev_warmup, round_orders=rounding).mean(0)
     ckpt.unlink(missing_ok=True)
     n = test.shape[0]
+    where = dict(computed_commit=git_commit(), computed_device=device_name(config.device))
     rows = []
     for m, store in enumerate(setting.stores):
         estimate = float(test[:, m].mean() - reference[:, m].mean()) + optimal[m]
@@ -257,8 +260,7 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
             cost_estimate=estimate, estimate_se=float((test[:, m] - reference[:, m]).std() / math.sqrt(n)),
             gap_pct=100 * (estimate / optimal[m] - 1),
             dev_cost=result.best_dev[m], best_epoch=result.best_epoch[m], epochs=result.epochs,
-            run_seconds=result.seconds, cells_in_run=setting.n_stores,
-            computed_commit=git_commit(), computed_device=device_name(config.device),
+            run_seconds=result.seconds, cells_in_run=setting.n_stores, **where,
         )
         for name in ("level", "cap"):
             if hasattr(result.policy, name):
@@ -302,19 +304,17 @@ def optimal_reference(experiment: str, setting: InventorySetting) -> tuple[nn.Mo
 def lost_sales_optima(lead_times=LOST_SALES_LEAD_TIMES, penalties=LOST_SALES_PENALTIES) -> pd.DataFrame:
     """DP optimum of every lost-sales cell: ``lead_time, penalty, optimal, max_position, iterations, seconds``."""
     rows = []
-    for L in lead_times:
-        for p in penalties:
-            r = lost_sales_dp(L, float(p))
-            rows.append(dict(lead_time=L, penalty=float(p), optimal=r.cost, max_position=r.max_position,
-                             iterations=r.iterations, seconds=r.seconds))
+    for store in lost_sales_grid(lead_times, penalties).stores:
+        r = lost_sales_dp(store.lead_time, store.underage_cost, store.demand.mean)
+        rows.append(dict(lead_time=store.lead_time, penalty=store.underage_cost, optimal=r.cost,
+                         max_position=r.max_position, iterations=r.iterations, seconds=r.seconds))
     return pd.DataFrame(rows)
 
 
 def backlog_optima(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -> pd.DataFrame:
     """Optimal base-stock level and cost of every backlogged cell: ``lead_time, penalty, level, optimal``."""
     rows = []
-    for L in lead_times:
-        for p in penalties:
-            r = backlog_base_stock(p, 1.0, L, ClippedNormal(5.0, 1.6))
-            rows.append(dict(lead_time=L, penalty=float(p), level=r.level, optimal=r.cost))
+    for store in backlogged_grid(lead_times, penalties).stores:
+        r = backlog_base_stock(store.underage_cost, store.holding_cost, store.lead_time, store.demand)
+        rows.append(dict(lead_time=store.lead_time, penalty=store.underage_cost, level=r.level, optimal=r.cost))
     return pd.DataFrame(rows)

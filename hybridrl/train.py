@@ -275,7 +275,8 @@ def fit(
         # ---- dev evaluation and best-model selection ----------------------------------------------------------
         time_up = config.max_seconds is not None and time.perf_counter() - clock >= config.max_seconds
         dev_cost = torch.full((members,), math.nan)
-        if epoch % config.dev_every == 0 or epoch == config.epochs or time_up:
+        evaluated = epoch % config.dev_every == 0 or epoch == config.epochs or time_up
+        if evaluated:
             policy.eval()
             dev_cost = evaluate(policy, dev, dev_warmup, round_orders=round_orders, batch_size=max(batch_size, 8192),
                                 compile=config.compile)
@@ -286,7 +287,7 @@ def fit(
                 best_epoch = torch.where(improved, torch.tensor(epoch), best_epoch)
                 best_state = _merge_members(best_state, policy.state_dict(), improved, members)
         elapsed = time.perf_counter() - clock
-        if callback is not None and not math.isnan(float(dev_cost[0])):
+        if callback is not None and evaluated:
             callback(epoch, policy, elapsed)
             clock = time.perf_counter() - elapsed
         for m in range(members):
@@ -299,7 +300,7 @@ def fit(
             bar.set_postfix(train=f"{float(train_cost.mean()):.4f}", dev=f"{float(best_dev.mean()):.4f}")
 
         # ---- stopping rules -------------------------------------------------------------------------------------
-        if not math.isnan(float(dev_cost[0])):
+        if evaluated:
             save_checkpoint(epoch)
             if config.patience is not None and bool(((epoch - best_epoch) >= config.patience).all()):
                 stopped = "patience"
