@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from . import __version__
+from . import __version__, stats
 from ._config import check_choice
 from .cache import cached, checkpoint_path
 from .inventory import ClippedNormal, InventorySetting, Poisson, Store
@@ -90,6 +90,10 @@ class Budget:
     """Method name -> :class:`TrainConfig`."""
     cells_per_run: int | None
     """How many grid cells one batched run trains (``None``: all of them)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds: every method is trained once per seed on every cell, and tables report the estimate over
+    seeds with its interval. A training seed sets the network initialisation and the minibatch order; the
+    scenario data are the paper's (fixed data seeds, :class:`hybridrl.scenarios.Seeds`) for every seed."""
 
 
 _PAPER_PROTOCOL = Protocol()  # 32768 per split, T = 50 / 100 (60) / 5000 (3000)
@@ -129,8 +133,9 @@ BUDGETS = {
     ("lost_sales", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2, batch_hdpo=512), cells_per_run=None),
     # the long lead times of the backlogged grid need more, smaller steps to fit a 20-slot network as precisely
     ("backlogged", "quick"): Budget(_QUICK_PROTOCOL, _quick(epochs=50, lr_hdpo=2e-2, batch_hdpo=256), cells_per_run=None),
-    ("lost_sales", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
-    ("backlogged", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None),
+    # two seeds: the smallest number that exercises every statistic over seeds
+    ("lost_sales", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None, seeds=(0, 1)),
+    ("backlogged", "smoke"): Budget(_SMOKE_PROTOCOL, _smoke(), cells_per_run=None, seeds=(0, 1)),
 }
 
 
@@ -148,6 +153,7 @@ def budget_table(experiment: str, profile: str) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     for k, v in asdict(b.protocol).items():
         table[k] = v
+    table["seeds"] = len(b.seeds)
     return table
 
 
@@ -178,19 +184,20 @@ def run_grid(
     method: str,
     profile: str = "quick",
     *,
-    seed: int = 0,
+    seeds=None,
     device: str = "cpu",
     force: bool = False,
     progress: bool = True,
     lead_times=None,
     penalties=None,
 ) -> GridResult:
-    """Train ``method`` on every cell of the ``experiment`` grid and evaluate it on the test scenarios.
+    """Train ``method`` on every cell of the ``experiment`` grid, once per training seed, and test it.
 
-    Finished runs are cached on disk (:mod:`hybridrl.cache`); ``force=True`` recomputes them from scratch. A run
-    that is interrupted resumes from its last dev evaluation.
+    ``seeds`` defaults to the profile's (:attr:`Budget.seeds`). Finished runs are cached on disk, one per seed
+    and group of cells (:mod:`hybridrl.cache`); ``force=True`` recomputes them from scratch. A run that is
+    interrupted resumes from its last dev evaluation.
 
-    Rows of the table, one per cell: ``lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
+    Rows of the table, one per seed and cell: ``seed, lead_time, penalty``; ``test_cost, test_se`` (mean and standard error over
     the test scenarios); ``optimal`` (the exact optimum) and ``optimal_policy_test_cost`` (the optimal policy
     run on the same test scenarios; ``optimal_policy_dev_cost`` likewise on the dev scenarios);
     ``cost_estimate = test_cost - optimal_policy_test_cost + optimal`` and its standard error ``estimate_se``;
@@ -208,6 +215,22 @@ def run_grid(
     b = budget(experiment, profile)
     kwargs = {k: v for k, v in dict(lead_times=lead_times, penalties=penalties).items() if v is not None}
     grid = GRIDS[experiment](**kwargs)
+    seeds = b.seeds if seeds is None else tuple(seeds)
+    if not seeds or any(not isinstance(sd, int) or isinstance(sd, bool) or sd < 0 for sd in seeds) \
+            or len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds must be distinct non-negative integers, got {seeds!r}")
+    tables, histories = [], []
+    for seed in seeds:
+        table, history = _run_seed(experiment, method, profile, b, grid, seed, device, force, progress)
+        tables.append(table.assign(seed=seed))
+        histories.append(history.assign(seed=seed))
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["seed"] + [c for c in table.columns if c != "seed"]]
+    return GridResult(table, pd.concat(histories, ignore_index=True))
+
+
+def _run_seed(experiment, method, profile, b, grid, seed, device, force, progress):
+    """One training seed on every cell of ``grid``: ``cells_per_run`` cells per batched (cached) run."""
     config = replace(b.train[method], seed=seed, device=device, progress=progress)
     size = b.cells_per_run or grid.n_stores
     tables, histories = [], []
@@ -229,7 +252,7 @@ def run_grid(
         result = cached(namespace, description, compute, force=force)
         tables.append(pd.DataFrame(result["cells"]))
         histories.append(pd.DataFrame(result["history"]))
-    return GridResult(pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True))
+    return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
 
 
 def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
@@ -271,6 +294,87 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
         dict(h, lead_time=cell_of[h["member"]][0], penalty=cell_of[h["member"]][1]) for h in result.history
     ]
     return dict(cells=rows, history=history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results over seeds: per-cell intervals, grid aggregates, learning curves (see :mod:`hybridrl.stats`)
+# ----------------------------------------------------------------------------------------------------------------
+CELL = ["lead_time", "penalty"]
+
+
+def seed_table(results: dict[str, GridResult]) -> pd.DataFrame:
+    """One row per cell: each method's cost estimate and gap averaged over its seeds, with a 95 % interval.
+
+    ``results`` maps a column prefix (e.g. ``"hdpo"``) to a :func:`run_grid` result. Columns: ``lead_time,
+    penalty, optimal``; per method ``{key}`` (mean cost estimate over seeds), ``{key}_gap_pct`` with
+    ``{key}_gap_low``/``{key}_gap_high`` (bootstrap interval over seeds, see :func:`stats.interval_table`),
+    ``{key}_se`` (mean standard error of one seed's estimate on the test scenarios) and ``{key}_runs``.
+    """
+    table = None
+    for key, result in results.items():
+        t = result.table
+        gaps = stats.interval_table(t, by=CELL, value="gap_pct")
+        means = t.groupby(CELL, as_index=False).agg(optimal=("optimal", "first"), cost=("cost_estimate", "mean"),
+                                                   se=("estimate_se", "mean"))
+        part = means.merge(gaps, on=CELL).rename(columns={
+            "cost": key, "se": f"{key}_se", "gap_pct": f"{key}_gap_pct", "gap_pct_low": f"{key}_gap_low",
+            "gap_pct_high": f"{key}_gap_high", "runs": f"{key}_runs"})
+        table = part if table is None else table.merge(part.drop(columns="optimal"), on=CELL)
+    return table.astype({"lead_time": int, "penalty": int})
+
+
+def grid_summary(results: dict[str, GridResult], *, reference: str | None = None) -> pd.DataFrame:
+    """One row per method: the gap to the optimum aggregated over every cell and seed, with 95 % intervals.
+
+    ``mean_gap_pct`` and ``iqm_gap_pct`` (interquartile mean) with stratified-bootstrap intervals (seeds
+    resampled within each cell), ``worst_cell_gap_pct`` (the largest seed-averaged gap of a cell), ``runs``
+    (seeds) and ``cells``. With ``reference`` (a key of ``results``), ``p_reference_better`` is the probability
+    that a run of ``reference`` has a lower cost than a run of the row's method on a random cell, with its
+    interval (:func:`stats.probability_of_improvement`).
+    """
+    rows = []
+    for key, result in results.items():
+        gaps = stats.score_matrix(result.table, task=CELL, value="gap_pct")
+        mean, iqm = (stats.stratified_bootstrap(gaps.to_numpy(), s) for s in ("mean", "iqm"))
+        row = dict(method=key, mean_gap_pct=mean.estimate, mean_gap_low=mean.low, mean_gap_high=mean.high,
+                   iqm_gap_pct=iqm.estimate, iqm_gap_low=iqm.low, iqm_gap_high=iqm.high,
+                   worst_cell_gap_pct=float(gaps.mean(axis=0).abs().max()), runs=gaps.shape[0], cells=gaps.shape[1])
+        if reference is not None and key != reference:
+            costs = [stats.score_matrix(results[k].table, task=CELL, value="cost_estimate") for k in (reference, key)]
+            p = stats.probability_of_improvement(costs[0].to_numpy(), costs[1][costs[0].columns].to_numpy(),
+                                                 lower_is_better=True)
+            row.update(p_reference_better=p.estimate, p_low=p.low, p_high=p.high)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gap_profile(result: GridResult, thresholds=None) -> stats.Profile:
+    """Performance profile of the test gaps (%) of every seed × cell: the fraction at most τ, for τ from 0 to
+    the largest gap (:func:`stats.performance_profile`)."""
+    gaps = stats.score_matrix(result.table, task=CELL, value="gap_pct").to_numpy()
+    if thresholds is None:
+        top = max(float(gaps.max()), 0.02)
+        thresholds = np.concatenate([[0.0], np.geomspace(0.01, 1.05 * top, 80)])
+    return stats.performance_profile(gaps, thresholds, lower_is_better=True)
+
+
+def dev_gaps(result: GridResult) -> pd.DataFrame:
+    """Every dev evaluation of every seed and cell, as the gap (%) of the dev cost to the optimal policy's cost on
+    the same dev scenarios: ``100 (dev_cost - optimal_policy_dev_cost) / optimal``. Columns ``seed, lead_time,
+    penalty, step, seconds, gap``; ``seconds`` is the wall-clock time of the (batched) run at that point."""
+    cells = result.table[["seed", *CELL, "optimal", "optimal_policy_dev_cost"]]
+    dev = result.history.dropna(subset=["dev_cost"]).merge(cells, on=["seed", *CELL])
+    gap = 100 * (dev.dev_cost - dev.optimal_policy_dev_cost) / dev.optimal
+    return dev.assign(gap=gap)[["seed", *CELL, "step", "seconds", "gap"]]
+
+
+def learning_curve(result: GridResult, statistic: str = "iqm") -> pd.DataFrame:
+    """The dev gap along training aggregated over seeds and cells (:func:`stats.curve`), with the median
+    wall-clock seconds over seeds at each point: columns ``step, seconds, estimate, low, high, runs, tasks``."""
+    dev = dev_gaps(result)
+    curve = stats.curve(dev, x="step", task=CELL, value="gap", statistic=statistic)
+    seconds = dev.groupby(["step", "seed"]).seconds.first().groupby("step").median()
+    return curve.merge(seconds.rename("seconds"), left_on="step", right_index=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

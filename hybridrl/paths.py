@@ -2,8 +2,11 @@
 
 Sources (the notebooks) live in the project checkout. Outputs live under ``ROOT``: the folder named by the
 ``HYBRIDRL_ROOT`` environment variable if set (the tests use it to write into a temporary folder), else the
-checkout when the package runs from one, else the current working directory — so an installed package writes
-into a folder the user owns. Everything below is derived from these two.
+checkout when the package runs from one, else the current working directory — so an installed package (on
+Colab, say) writes into a folder the user owns. Everything below is derived from these two.
+
+Input data sets (e.g. real demand series) are read from ``DATA``: the folder named by the ``HYBRIDRL_DATA``
+environment variable if set, else ``ROOT / "data"``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ if os.environ.get("HYBRIDRL_ROOT"):
     ROOT = Path(os.environ["HYBRIDRL_ROOT"]).expanduser().resolve()
 else:
     ROOT = CHECKOUT or Path.cwd().resolve()
+# input data sets: $HYBRIDRL_DATA if set, else ROOT/data
+if os.environ.get("HYBRIDRL_DATA"):
+    DATA = Path(os.environ["HYBRIDRL_DATA"]).expanduser().resolve()
+else:
+    DATA = ROOT / "data"
 # generated artifacts, committed: tables (CSV + Markdown), figures (PNG), REPRODUCTION.md, benchmarks.md
 PAPER = ROOT / "paper"
 TABLES = PAPER / "tables"

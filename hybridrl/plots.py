@@ -44,35 +44,45 @@ def gap_heatmaps(table: pd.DataFrame, methods: dict[str, str], *, title: str = "
     return fig
 
 
-def learning_curves(history: pd.DataFrame, cells: pd.DataFrame, *, title: str = "", columns: int = 4) -> plt.Figure:
-    """Dev cost against policy updates, one panel per lead time, one line per penalty.
+def learning_curves(
+    curves: dict[str, pd.DataFrame], *, profiles: dict | None = None, ylabel: str = "dev gap to the optimal policy (%)",
+    title: str = "", statistic: str = "IQM",
+) -> plt.Figure:
+    """Aggregate learning curves with confidence bands, against policy updates and against wall-clock seconds.
 
-    The dev cost is shown relative to the optimal policy run on the same dev scenarios (common random numbers),
-    in % of the optimum: ``100 (dev_cost - optimal_policy_dev_cost) / optimal``, which removes most of the
-    noise of a small dev set. ``history`` is the per-epoch record of :func:`hybridrl.experiments.run_grid`
-    (rows with a dev evaluation are used) and ``cells`` its table (``lead_time, penalty, optimal,
-    optimal_policy_dev_cost``).
+    ``curves`` maps a method's label to a curve from :func:`hybridrl.experiments.learning_curve` (columns
+    ``step, seconds, estimate, low, high, runs, tasks``). Methods differ in the cost of an update (a pathwise
+    update backpropagates through the whole rollout), so the wall-clock panel is the fair comparison. With
+    ``profiles`` (label -> :class:`hybridrl.stats.Profile` of the final test gaps) a third panel shows the
+    performance profile: the fraction of runs × cells whose gap is at most τ, with its band.
     """
-    keys = ["lead_time", "penalty"]
-    dev = history.dropna(subset=["dev_cost"]).merge(cells[keys + ["optimal", "optimal_policy_dev_cost"]], on=keys)
-    dev = dev.assign(gap=100 * (dev.dev_cost - dev.optimal_policy_dev_cost) / dev.optimal)
-    lead_times = sorted(dev.lead_time.unique())
-    ncols = min(columns, len(lead_times))
-    nrows = -(-len(lead_times) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
-    for ax, L in zip(axes.flat, lead_times):
-        for p, part in dev[dev.lead_time == L].groupby("penalty"):
-            ax.plot(part.step, part.gap, marker="o", ms=3, label=f"p = {p:g}")
+    panels = 3 if profiles else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.6), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (label, c) in enumerate(curves.items()):
+        n = f"{int(c.runs.iloc[0])} seeds × {int(c.tasks.iloc[0])} cells"
+        for ax, x in zip(axes[:2], ("step", "seconds")):
+            ax.plot(c[x], c.estimate, marker="o", ms=3, color=colors[k % len(colors)], label=f"{label} ({n})")
+            ax.fill_between(c[x], c.low, c.high, color=colors[k % len(colors)], alpha=0.25, lw=0)
+    for ax, xlabel in zip(axes[:2], ("policy updates", "wall-clock seconds (median over seeds)")):
         ax.axhline(0, color="k", lw=0.8)
         ax.set_yscale("symlog", linthresh=0.5)
-        ax.set_title(f"L = {L}")
-        ax.set_xlabel("policy updates")
-    for ax in axes.flat[len(lead_times):]:
-        ax.axis("off")
-    for row in axes:
-        row[0].set_ylabel("dev cost vs optimal policy (%)")
-    axes.flat[len(lead_times) - 1].legend(fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{ylabel}\n{statistic}, 95% stratified bootstrap band")
+    axes[0].legend(fontsize=8)
+    if profiles:
+        ax = axes[2]
+        for k, (label, prof) in enumerate(profiles.items()):
+            ax.step(prof.thresholds, prof.fraction, where="post", color=colors[k % len(colors)], label=label)
+            ax.fill_between(prof.thresholds, prof.low, prof.high, step="post", color=colors[k % len(colors)],
+                            alpha=0.25, lw=0)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("test gap to the optimum τ (%)")
+        ax.set_ylabel("fraction of runs × cells with gap ≤ τ")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title("performance profile")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig

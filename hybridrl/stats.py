@@ -12,6 +12,11 @@ where a function asks.
   random task (the Mann–Whitney statistic per task, averaged over tasks), with a bootstrap interval.
 * :func:`performance_profile` — the fraction of all runs scoring above each threshold τ, with intervals.
 
+Results usually arrive as long tables (one row per run and task, as :func:`hybridrl.experiments.run_grid`
+returns them). :func:`score_matrix` turns such a table into ``[runs, tasks]``; :func:`interval_table` gives
+each task's estimate over runs with its interval and run count (the per-cell columns of the paper tables);
+:func:`curve` does the same along a learning curve, one interval per point (the bands of the figures).
+
 Everything is NumPy and deterministic given ``seed``. The tests cross-check these against ``rliable`` when
 that optional package is installed and importable (the ``stats`` extra; rliable 1.2 needs ``arch`` 8 beside
 pandas 3). One difference by design: our :func:`median` pools all run × task scores, where rliable's
@@ -20,10 +25,11 @@ pandas 3). One difference by design: our :func:`median` pools all run × task sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 
@@ -166,3 +172,71 @@ def performance_profile(
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
     return Profile(tau, fraction(x), low, high)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Long tables: one row per (run, task)
+# ----------------------------------------------------------------------------------------------------------------
+def _columns(frame: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the table (it has {list(frame.columns)})")
+    return names
+
+
+def score_matrix(frame: pd.DataFrame, *, task: Sequence[str] | str, run: str = "seed", value: str) -> pd.DataFrame:
+    """Pivot a long table into scores ``[runs, tasks]`` (a DataFrame: index = runs, columns = tasks).
+
+    Every task must have a score for every run — a stratified bootstrap over an incomplete design would weigh
+    tasks unequally without saying so — and no (run, task) pair may appear twice.
+    """
+    task = _columns(frame, task)
+    _columns(frame, [run, value])
+    duplicated = frame.duplicated(subset=[run, *task])
+    if duplicated.any():
+        raise ValueError(f"{int(duplicated.sum())} rows repeat a ({run}, {', '.join(task)}) pair")
+    wide = frame.pivot_table(index=run, columns=task, values=value, aggfunc="first", dropna=False)
+    if wide.isna().any().any():
+        holes = wide.isna().stack(list(range(wide.columns.nlevels)), future_stack=True)
+        first = [v.item() if hasattr(v, "item") else v for v in holes[holes].index[0]]
+        raise ValueError(f"{int(wide.isna().sum().sum())} (run, task) scores are missing, e.g. {run} = {first[0]}, "
+                         f"{', '.join(task)} = {tuple(first[1:])}")
+    return wide
+
+
+def interval_table(
+    frame: pd.DataFrame, *, by: Sequence[str] | str, run: str = "seed", value: str, statistic: str = "mean",
+    reps: int = 2000, confidence: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """Per group of ``by`` (a task): ``statistic`` of ``value`` over runs with a bootstrap interval.
+
+    Columns: the ``by`` keys, ``{value}`` (the estimate), ``{value}_low``, ``{value}_high`` and ``runs``. With
+    few runs the percentile bootstrap is coarse (with 3 runs the interval is close to their range and tends to
+    under-cover); the run count is reported beside every interval for that reason.
+    """
+    by = _columns(frame, by)
+    rows = []
+    for key, part in frame.groupby(by, sort=True):
+        x = _scores(part[value].to_numpy(), value)
+        iv = stratified_bootstrap(x, statistic, reps=reps, confidence=confidence, seed=seed)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), value: iv.estimate, f"{value}_low": iv.low, f"{value}_high": iv.high,
+                     "runs": x.shape[0]})
+    return pd.DataFrame(rows)
+
+
+def curve(
+    frame: pd.DataFrame, *, x: str, task: Sequence[str] | str, run: str = "seed", value: str,
+    statistic: str = "iqm", reps: int = 2000, confidence: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """An aggregate learning curve: at every ``x`` (e.g. the policy update), ``statistic`` over all runs × tasks
+    with a stratified-bootstrap interval. Columns ``x, estimate, low, high, runs, tasks``."""
+    _columns(frame, [x])
+    rows = []
+    for point, part in frame.groupby(x, sort=True):
+        scores = score_matrix(part, task=task, run=run, value=value).to_numpy()
+        iv = stratified_bootstrap(scores, statistic, reps=reps, confidence=confidence, seed=seed)
+        rows.append({x: point, "estimate": iv.estimate, "low": iv.low, "high": iv.high,
+                     "runs": scores.shape[0], "tasks": scores.shape[1]})
+    return pd.DataFrame(rows)

@@ -36,12 +36,24 @@
 # | 0 — this overview | the simulator by hand; fitting a base-stock level by gradient descent | `figures/overview_base_stock_fit.png` |
 # | 1 — lost sales | HDPO vs the DP optimum on Zipkin's grid | `tables/hdpo_lost_sales.*`, `figures/hdpo_lost_sales_*.png` |
 # | 2 — backlog | HDPO vs the optimal base stock, lead times up to 20 | `tables/hdpo_backlogged*.*`, `figures/hdpo_backlogged_*.png` |
+# | 3 — model-free RL | our simulator as Gymnasium environments; Stable-Baselines3 PPO vs HDPO and the optimum | `tables/model_free_lost_sales*.*`, `figures/model_free_lost_sales_learning.png` |
 # | 99 — reproduction report | every published or exact number beside ours | `REPRODUCTION.md` |
 #
 # Each chapter has a `profile` parameter: `smoke` runs in seconds (for the tests), `quick` (the default)
-# runs on a laptop CPU with reduced budgets, and `paper` runs the published protocol, meant for a GPU.
+# runs on a laptop CPU with reduced budgets, and `paper` runs the published protocol, meant for a GPU. Learned
+# policies are trained once per training seed of the profile, and every table and figure reports the spread over
+# seeds: intervals, their number of runs, and learning curves with confidence bands (`hybridrl.stats`).
 # `make reproduce` runs every chapter with papermill and regenerates everything under `paper/`; no file
 # there is edited by hand.
+
+# %%
+# On Colab, install the package first (does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hybridrl @ git+https://github.com/hybridrl/hybridrl"], check=True)
 
 # %% tags=["parameters"]
 profile = "quick"  # "smoke", "quick" or "paper"; this chapter is small, the profile only sets the step count

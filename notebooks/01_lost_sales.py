@@ -16,9 +16,9 @@
 # %% [markdown]
 # # Chapter 1 — HDPO on the lost-sales grid
 #
-# **Regenerates** `paper/tables/hdpo_lost_sales.{csv,md}`, `paper/figures/hdpo_lost_sales_gaps.png` and
-# `paper/figures/hdpo_lost_sales_learning.png`: the HDPO paper's first benchmark, a single store with lost
-# sales, where the optimal policy is known (HDPO spec §4.1, §9.1).
+# **Regenerates** `paper/tables/hdpo_lost_sales{,_summary,_runs}.{csv,md}`,
+# `paper/figures/hdpo_lost_sales_gaps.png` and `paper/figures/hdpo_lost_sales_learning.png`: the HDPO paper's
+# first benchmark, a single store with lost sales, where the optimal policy is known (HDPO spec §4.1, §9.1).
 #
 # A store faces Poisson(5) demand. Each period it orders $q_t \ge 0$, which arrives $L$ periods later; demand
 # that finds no stock is lost at a penalty $p$ per unit, and stock left over costs $h = 1$ per unit. The grid
@@ -34,9 +34,18 @@
 # 3. **HDPO**: a neural policy (MLP 32×32×32 of the inventory vector) trained by differentiating the simulated
 #    cost through the whole rollout.
 
+# %%
+# On Colab, install the package first (does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hybridrl @ git+https://github.com/hybridrl/hybridrl"], check=True)
+
 # %% tags=["parameters"]
 profile = "quick"  # "smoke" (seconds, for tests), "quick" (laptop CPU, the default) or "paper" (published scale, GPU)
-seed = 0  # training seed (network initialisation and minibatch order); data seeds are the paper's (57 / 65)
+seeds = None  # training seeds (initialisation, minibatch order); None: the profile's. Data seeds are the paper's
 device = "cpu"  # "cpu", "cuda" or "auto"
 force = False  # recompute cached results
 
@@ -45,7 +54,7 @@ import time
 
 import pandas as pd
 
-from hybridrl import experiments, plots, reporting
+from hybridrl import experiments, plots, reporting, stats
 from hybridrl.reproduction import LOST_SALES_OPTIMUM  # the published values (HDPO spec §9.1)
 
 experiments.check_profile(profile)
@@ -92,13 +101,15 @@ experiments.budget_table("lost_sales", profile)
 #
 # Both are trained by the same loop (`hybridrl.train.fit`): roll the policy out on a minibatch of training
 # scenarios, average the cost over stores, periods and scenarios, backpropagate through the simulator, take an
-# Adam step. Results are cached under `build/cache/`, so re-running the notebook is instant unless
-# `force=True`.
+# Adam step. Each method is trained once per **training seed** (the profile's seeds: `budget_table` shows how
+# many), which changes the initial weights and the minibatch order but not the data. One run says little about
+# a method; the spread over seeds is part of the result. Results are cached under `build/cache/`, so re-running
+# the notebook is instant unless `force=True`.
 
 # %%
-hdpo = experiments.run_grid("lost_sales", "hdpo", profile, seed=seed, device=device, force=force)
-capped = experiments.run_grid("lost_sales", "capped_base_stock", profile, seed=seed, device=device, force=force)
-hdpo.table[["lead_time", "penalty", "test_cost", "test_se", "best_epoch", "run_seconds"]]
+hdpo = experiments.run_grid("lost_sales", "hdpo", profile, seeds=seeds, device=device, force=force)
+capped = experiments.run_grid("lost_sales", "capped_base_stock", profile, seeds=seeds, device=device, force=force)
+hdpo.table[["seed", "lead_time", "penalty", "test_cost", "test_se", "gap_pct", "best_epoch", "run_seconds"]]
 
 # %% [markdown]
 # ## Results
@@ -108,62 +119,94 @@ hdpo.table[["lead_time", "penalty", "test_cost", "test_se", "best_epoch", "run_s
 # (DP) policy is run on the very same scenarios, and since its expected cost is known exactly,
 # $\hat C = \bar C_{\text{test}} - \bar C^\star_{\text{test}} + C^\star$ is an unbiased estimate of $C$ whose
 # standard error (SE) is several times smaller than that of the raw test mean — small enough to tell gaps of a
-# tenth of a percent apart. Both the raw test cost and the estimate are shown; the CSV reports the estimate.
+# tenth of a percent apart.
+#
+# Each cell then has one estimate per seed. The table shows their mean and a 95 % bootstrap interval over the
+# seeds (`hybridrl.stats.interval_table`; with three seeds it is close to their range), and the number of runs.
+# The SE column is the test-set error of a single seed's estimate: the seed-to-seed spread is usually larger.
 
 # %%
-keys = ["lead_time", "penalty"]
-hd = hdpo.table.set_index(keys)
-cb = capped.table.set_index(keys)
-table = pd.DataFrame({
-    "optimal": hd.optimal,
-    "capped_base_stock": cb.cost_estimate,
-    "capped_base_stock_gap_pct": cb.gap_pct,
-    "hdpo_test_cost": hd.test_cost,
-    "hdpo_test_se": hd.test_se,
-    "hdpo": hd.cost_estimate,
-    "hdpo_se": hd.estimate_se,
-    "gap_pct": hd.gap_pct,
-}).reset_index().astype({"lead_time": int, "penalty": int})
-table["hdpo_gap_pct"] = table.gap_pct
-table
+results = {"hdpo": hdpo, "capped_base_stock": capped}
+table = experiments.seed_table(results)
+table["gap_pct"], table["gap_low"], table["gap_high"], table["runs"] = (
+    table.hdpo_gap_pct, table.hdpo_gap_low, table.hdpo_gap_high, table.hdpo_runs)
+table[["lead_time", "penalty", "optimal", "capped_base_stock", "capped_base_stock_gap_pct", "hdpo", "hdpo_se",
+       "gap_pct", "gap_low", "gap_high", "runs"]]
+
+# %% [markdown]
+# Over the whole grid: the mean and the interquartile mean (IQM, the mean of the middle half of all
+# seed × cell gaps, robust to one bad run) with 95 % stratified-bootstrap intervals (seeds resampled within each
+# cell), and the probability that an HDPO run costs less than a capped-base-stock run on a random cell.
 
 # %%
-print(f"HDPO: mean gap {table.gap_pct.mean():+.3f}%, worst cell {table.gap_pct.abs().max():.3f}%")
-print(f"capped base stock: mean gap {table.capped_base_stock_gap_pct.mean():+.3f}%")
-# no policy can beat the optimum by more than the Monte Carlo error (4 standard errors)
-assert (table.hdpo >= table.optimal - 4 * table.hdpo_se).all(), "a learned policy beat the DP optimum"
+summary = experiments.grid_summary(results, reference="hdpo")
+summary
+
+# %%
+hd_row, cb_row = summary.set_index("method").loc["hdpo"], summary.set_index("method").loc["capped_base_stock"]
+print(f"HDPO: mean gap {hd_row.mean_gap_pct:+.3f}% [{hd_row.mean_gap_low:+.3f}, {hd_row.mean_gap_high:+.3f}], "
+      f"worst cell {hd_row.worst_cell_gap_pct:.3f}% ({int(hd_row.runs)} seeds)")
+print(f"capped base stock: mean gap {cb_row.mean_gap_pct:+.3f}%; P(HDPO better) = {cb_row.p_reference_better:.2f} "
+      f"[{cb_row.p_low:.2f}, {cb_row.p_high:.2f}]")
+# no run can beat the optimum by more than the Monte Carlo error (4 standard errors)
+assert (hdpo.table.cost_estimate >= hdpo.table.optimal - 4 * hdpo.table.estimate_se).all(), "a run beat the optimum"
 
 # %%
 fig = plots.gap_heatmaps(
     table, {"capped_base_stock": "capped base stock (fitted)", "hdpo": "HDPO neural policy"},
-    title=f"Lost sales: gap to the DP optimum (profile {profile})",
+    title=f"Lost sales: gap to the DP optimum, mean over {int(hd_row.runs)} seeds (profile {profile})",
 )
 
 # %% [markdown]
-# The learning curves show the dev cost along training, relative to the optimal (DP) policy run on the same dev
-# scenarios. Orders are not rounded on the dev set, and the dev trajectories start from a random (fractional)
-# inventory that the integer DP policy handles only approximately in their first periods, so the curves can
-# end slightly below zero.
+# ## Learning curves
+#
+# The dev cost along training, as a gap to the optimal (DP) policy run on the same dev scenarios, aggregated
+# over every seed and cell: the IQM with a 95 % stratified-bootstrap band, against policy updates and against
+# wall-clock seconds. A capped-base-stock update is much cheaper than an HDPO update (two parameters against
+# a network), so the wall-clock panel is the fair comparison. Orders are not rounded on the dev set, and the
+# dev trajectories start from a random (fractional) inventory that the integer DP policy handles only
+# approximately in their first periods, so the curves can end slightly below zero. The right panel is the
+# performance profile of the final test gaps: the fraction of seed × cell runs within τ % of the optimum.
 
 # %%
-fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=4, title=f"HDPO on lost sales: dev cost relative to the optimal policy ({profile})")
+curves = {"HDPO": experiments.learning_curve(hdpo), "capped base stock": experiments.learning_curve(capped)}
+profiles = {"HDPO": experiments.gap_profile(hdpo), "capped base stock": experiments.gap_profile(capped)}
+fig_learning = plots.learning_curves(curves, profiles=profiles, title=f"Lost sales ({profile})")
 
 # %% [markdown]
 # ## Writing the artifacts
 
 # %%
+# every run: one row per method, seed and cell
+runs = pd.concat([hdpo.table.assign(method="hdpo"), capped.table.assign(method="capped_base_stock")])
 stamp = reporting.provenance("notebooks/01_lost_sales.py", profile, started, device, results=[hdpo, capped])
+keys = ["lead_time", "penalty"]
 reporting.save_table(
-    table[["lead_time", "penalty", "optimal", "capped_base_stock", "hdpo", "gap_pct"]],
+    table[keys + ["optimal", "capped_base_stock", "capped_base_stock_gap_pct", "hdpo", "gap_pct", "gap_low",
+                  "gap_high", "runs"]],
     "hdpo_lost_sales",
     stamp,
-    markdown=table[keys + ["optimal", "capped_base_stock", "capped_base_stock_gap_pct", "hdpo_test_cost",
-                           "hdpo_test_se", "hdpo", "hdpo_se", "gap_pct"]],
+    markdown=table[keys + ["optimal", "capped_base_stock", "capped_base_stock_gap_pct", "hdpo", "hdpo_se",
+                           "gap_pct", "gap_low", "gap_high", "runs"]],
     caption="Lost sales, Poisson(5), h = 1: average cost per period in steady state. `optimal` is the DP "
-    "optimum; `hdpo_test_cost` ± `hdpo_test_se` the raw test mean of the HDPO policy; `hdpo` ± `hdpo_se` and "
-    "`capped_base_stock` the common-random-numbers estimates (test mean minus the optimal policy's test mean "
-    "on the same scenarios, plus the optimum); `gap_pct` is HDPO's gap to the optimum in %.",
+    "optimum; `hdpo` and `capped_base_stock` are common-random-numbers estimates (test mean minus the optimal "
+    "policy's test mean on the same scenarios, plus the optimum) averaged over `runs` training seeds; `hdpo_se` "
+    "is one seed's test-set standard error; `gap_pct` is HDPO's gap to the optimum in %, with a 95 % bootstrap "
+    "interval over seeds [`gap_low`, `gap_high`].",
     digits=4,
+)
+reporting.save_table(
+    summary, "hdpo_lost_sales_summary", stamp, digits=4,
+    caption="Lost sales, the whole grid: gap to the optimum (%) over all seeds × cells, mean and IQM with 95 % "
+    "stratified-bootstrap intervals; `p_reference_better` is P(an HDPO run costs less than a run of the row's "
+    "method on a random cell) with its interval [`p_low`, `p_high`].",
+)
+reporting.save_table(
+    runs,
+    "hdpo_lost_sales_runs", stamp, digits=4,
+    markdown=runs[["method", "seed", "lead_time", "penalty", "cost_estimate", "estimate_se", "gap_pct", "best_epoch",
+                   "run_seconds"]],
+    caption="Lost sales, every run: one row per method, training seed and cell (the data behind the tables).",
 )
 reporting.save_figure(fig, "hdpo_lost_sales_gaps", stamp)
 reporting.save_figure(fig_learning, "hdpo_lost_sales_learning", stamp)

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Chapter 2 — HDPO on the backlogged grid
 #
-# **Regenerates** `paper/tables/hdpo_backlogged.{csv,md}`, `paper/tables/hdpo_backlogged_levels.{csv,md}`,
+# **Regenerates** `paper/tables/hdpo_backlogged{,_summary,_levels,_runs}.{csv,md}`,
 # `paper/figures/hdpo_backlogged_gaps.png` and `paper/figures/hdpo_backlogged_learning.png`: the HDPO paper's
 # backlogged single store, where a base-stock policy is optimal (HDPO spec §4.2, §9.2).
 #
@@ -35,9 +35,18 @@
 # `hybridrl.references.backlog_base_stock` computes both exactly (a numerical convolution of the clipped
 # normal). We compare it with a base-stock level fitted by HDPO and with the HDPO neural policy.
 
+# %%
+# On Colab, install the package first (does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hybridrl @ git+https://github.com/hybridrl/hybridrl"], check=True)
+
 # %% tags=["parameters"]
 profile = "quick"  # "smoke" (seconds, for tests), "quick" (laptop CPU, the default) or "paper" (published scale, GPU)
-seed = 0  # training seed (network initialisation and minibatch order); data seeds are the paper's (57 / 65)
+seeds = None  # training seeds (initialisation, minibatch order); None: the profile's. Data seeds are the paper's
 device = "cpu"  # "cpu", "cuda" or "auto"
 force = False  # recompute cached results
 
@@ -46,7 +55,7 @@ import time
 
 import pandas as pd
 
-from hybridrl import experiments, plots, reporting
+from hybridrl import experiments, plots, reporting, stats
 from hybridrl.reproduction import BACKLOG_OPTIMUM
 
 experiments.check_profile(profile)
@@ -76,77 +85,107 @@ optima.pivot(index="penalty", columns="lead_time", values="optimal")
 experiments.budget_table("backlogged", profile)
 
 # %%
-hdpo = experiments.run_grid("backlogged", "hdpo", profile, seed=seed, device=device, force=force)
-base_stock = experiments.run_grid("backlogged", "base_stock", profile, seed=seed, device=device, force=force)
+hdpo = experiments.run_grid("backlogged", "hdpo", profile, seeds=seeds, device=device, force=force)
+base_stock = experiments.run_grid("backlogged", "base_stock", profile, seeds=seeds, device=device, force=force)
 
 # %% [markdown]
 # ## Results
 #
 # Gaps are relative to the exact optimum $C^\star$. As in Chapter 1, each policy's expected cost is estimated
 # on the test scenarios with common random numbers: the optimal base-stock policy runs on the same scenarios,
-# and $\hat C = \bar C_{\text{test}} - \bar C^\star_{\text{test}} + C^\star$ (SE: its standard error). The raw
-# test means are shown too.
+# and $\hat C = \bar C_{\text{test}} - \bar C^\star_{\text{test}} + C^\star$ (SE: one seed's standard error).
+# Each method is trained once per training seed; the table shows the mean over seeds with a 95 % bootstrap
+# interval of HDPO's gap and the number of runs.
 
 # %%
 keys = ["lead_time", "penalty"]
-hd = hdpo.table.set_index(keys)
-bs = base_stock.table.set_index(keys)
-table = pd.DataFrame({
-    "optimal": hd.optimal,
-    "level": optima.set_index(keys).level,
-    "fitted_level": bs.level,
-    "base_stock": bs.cost_estimate,
-    "base_stock_gap_pct": bs.gap_pct,
-    "hdpo_test_cost": hd.test_cost,
-    "hdpo_test_se": hd.test_se,
-    "hdpo": hd.cost_estimate,
-    "hdpo_se": hd.estimate_se,
-    "gap_pct": hd.gap_pct,
-}).reset_index().astype({"lead_time": int, "penalty": int})
-table["hdpo_gap_pct"] = table.gap_pct
-table
-
-# %%
-print(f"HDPO: mean gap {table.gap_pct.mean():+.3f}%, worst cell {table.gap_pct.abs().max():.3f}%")
-print(f"fitted base stock: mean gap {table.base_stock_gap_pct.mean():+.3f}%, "
-      f"largest level error {(table.fitted_level - table.level).abs().max():.3f} units")
-assert (table.hdpo >= table.optimal - 4 * table.hdpo_se).all(), "a learned policy beat the optimum"
+results = {"hdpo": hdpo, "base_stock": base_stock}
+table = experiments.seed_table(results)
+table["gap_pct"], table["gap_low"], table["gap_high"], table["runs"] = (
+    table.hdpo_gap_pct, table.hdpo_gap_low, table.hdpo_gap_high, table.hdpo_runs)
+table[keys + ["optimal", "base_stock", "base_stock_gap_pct", "hdpo", "hdpo_se", "gap_pct", "gap_low", "gap_high",
+              "runs"]]
 
 # %% [markdown]
-# The fitted base-stock levels next to $S^\star$:
+# Over the whole grid, with 95 % stratified-bootstrap intervals (seeds resampled within each cell), and the
+# probability that an HDPO run costs less than a fitted-base-stock run on a random cell. Base stock is optimal
+# here, so HDPO cannot be expected to win: a probability near or below one half is the honest outcome.
 
 # %%
-levels = table[keys].assign(optimal_level=table.level, fitted_level=table.fitted_level,
-                            error=table.fitted_level - table.level)
+summary = experiments.grid_summary(results, reference="hdpo")
+summary
+
+# %%
+hd_row = summary.set_index("method").loc["hdpo"]
+print(f"HDPO: mean gap {hd_row.mean_gap_pct:+.3f}% [{hd_row.mean_gap_low:+.3f}, {hd_row.mean_gap_high:+.3f}], "
+      f"worst cell {hd_row.worst_cell_gap_pct:.3f}% ({int(hd_row.runs)} seeds)")
+assert (hdpo.table.cost_estimate >= hdpo.table.optimal - 4 * hdpo.table.estimate_se).all(), "a run beat the optimum"
+
+# %% [markdown]
+# The fitted base-stock levels next to $S^\star$, mean over seeds with a 95 % bootstrap interval:
+
+# %%
+fitted = stats.interval_table(base_stock.table, by=keys, value="level")
+levels = fitted.merge(experiments.backlog_optima()[keys + ["level"]].rename(columns={"level": "optimal_level"}), on=keys)
+levels = levels.rename(columns={"level": "fitted_level", "level_low": "fitted_level_low",
+                                "level_high": "fitted_level_high"})
+levels = levels[keys + ["optimal_level", "fitted_level", "fitted_level_low", "fitted_level_high", "runs"]]
+levels["error"] = levels.fitted_level - levels.optimal_level
+print(f"largest level error (mean over seeds) {levels.error.abs().max():.3f} units")
 levels.pivot(index="penalty", columns="lead_time", values="error")
 
 # %%
 fig = plots.gap_heatmaps(
     table, {"base_stock": "base stock (fitted)", "hdpo": "HDPO neural policy"},
-    title=f"Backlog: gap to the optimal base-stock cost (profile {profile})",
+    title=f"Backlog: gap to the optimal base-stock cost, mean over {int(hd_row.runs)} seeds (profile {profile})",
 )
 
+# %% [markdown]
+# ## Learning curves
+#
+# As in Chapter 1: the dev gap to the optimal policy on the same dev scenarios, IQM over seeds × cells with a
+# 95 % stratified-bootstrap band, against policy updates and wall-clock seconds, and the performance profile of
+# the final test gaps.
+
 # %%
-fig_learning = plots.learning_curves(hdpo.history, hdpo.table, columns=3, title=f"HDPO on backlog: dev cost relative to the optimal policy ({profile})")
+curves = {"HDPO": experiments.learning_curve(hdpo), "base stock": experiments.learning_curve(base_stock)}
+profiles = {"HDPO": experiments.gap_profile(hdpo), "base stock": experiments.gap_profile(base_stock)}
+fig_learning = plots.learning_curves(curves, profiles=profiles, title=f"Backlog ({profile})")
 
 # %% [markdown]
 # ## Writing the artifacts
 
 # %%
+# every run: one row per method, seed and cell
+runs = pd.concat([hdpo.table.assign(method="hdpo"), base_stock.table.assign(method="base_stock")])
 stamp = reporting.provenance("notebooks/02_backlogged.py", profile, started, device, results=[hdpo, base_stock])
 reporting.save_table(
-    table[["lead_time", "penalty", "optimal", "base_stock", "hdpo", "gap_pct"]],
+    table[keys + ["optimal", "base_stock", "base_stock_gap_pct", "hdpo", "gap_pct", "gap_low", "gap_high", "runs"]],
     "hdpo_backlogged",
     stamp,
-    markdown=table[keys + ["optimal", "base_stock", "base_stock_gap_pct", "hdpo_test_cost", "hdpo_test_se",
-                           "hdpo", "hdpo_se", "gap_pct"]],
+    markdown=table[keys + ["optimal", "base_stock", "base_stock_gap_pct", "hdpo", "hdpo_se", "gap_pct", "gap_low",
+                           "gap_high", "runs"]],
     caption="Backlog, Normal(5, 1.6) clipped at 0, h = 1: average cost per period in steady state. `optimal` is "
-    "the exact optimum; `hdpo_test_cost` ± `hdpo_test_se` the raw test mean of HDPO; `hdpo` ± `hdpo_se` and "
-    "`base_stock` (the HDPO-fitted base-stock policy) the common-random-numbers estimates; `gap_pct` is HDPO's "
-    "gap to the optimum in %.",
+    "the exact optimum; `hdpo` and `base_stock` (the HDPO-fitted base-stock policy) are common-random-numbers "
+    "estimates averaged over `runs` training seeds; `hdpo_se` is one seed's test-set standard error; `gap_pct` "
+    "is HDPO's gap to the optimum in %, with a 95 % bootstrap interval over seeds [`gap_low`, `gap_high`].",
     digits=4,
 )
-reporting.save_table(levels, "hdpo_backlogged_levels", stamp, caption="Fitted base-stock levels against S*.")
+reporting.save_table(
+    summary, "hdpo_backlogged_summary", stamp, digits=4,
+    caption="Backlog, the whole grid: gap to the optimum (%) over all seeds × cells, mean and IQM with 95 % "
+    "stratified-bootstrap intervals; `p_reference_better` is P(an HDPO run costs less than a run of the row's "
+    "method on a random cell) with its interval [`p_low`, `p_high`].",
+)
+reporting.save_table(levels, "hdpo_backlogged_levels", stamp, digits=4,
+                     caption="Fitted base-stock levels against S*: mean over `runs` seeds, 95 % bootstrap interval.")
+reporting.save_table(
+    runs,
+    "hdpo_backlogged_runs", stamp, digits=4,
+    markdown=runs[["method", "seed", "lead_time", "penalty", "cost_estimate", "estimate_se", "gap_pct", "best_epoch",
+                   "run_seconds"]],
+    caption="Backlog, every run: one row per method, training seed and cell (the data behind the tables).",
+)
 reporting.save_figure(fig, "hdpo_backlogged_gaps", stamp)
 reporting.save_figure(fig_learning, "hdpo_backlogged_learning", stamp)
 print(stamp.line())

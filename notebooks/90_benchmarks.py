@@ -29,6 +29,15 @@
 # The second measurement is what a user cares about: the training time until the test cost of the HDPO
 # policy is within 0.5 % of the DP optimum (L = 4, p = 9), with the `quick` budget.
 
+# %%
+# On Colab, install the package first (does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hybridrl @ git+https://github.com/hybridrl/hybridrl"], check=True)
+
 # %% tags=["parameters"]
 profile = "quick"  # "smoke" shrinks every size so the chapter runs in seconds (tests)
 device = "cpu"  # "cpu", "cuda" or "auto"

@@ -23,6 +23,15 @@
 # `paper/tables/`, and each table's provenance says which profile produced it. The published and exact
 # values are in `hybridrl.reproduction`, with their sources. Run this chapter last (`make reproduce` does).
 
+# %%
+# On Colab, install the package first (does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hybridrl @ git+https://github.com/hybridrl/hybridrl"], check=True)
+
 # %% tags=["parameters"]
 profile = "quick"  # recorded in the report's stamp; each row carries the profile of the table it comes from
 

@@ -49,11 +49,18 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     tables = tmp_path / "paper" / "tables"
     lost = pd.read_csv(tables / "hdpo_lost_sales.csv")
-    assert list(lost.columns) == ["lead_time", "penalty", "optimal", "capped_base_stock", "hdpo", "gap_pct"]
-    assert len(lost) == 16
+    assert list(lost.columns) == ["lead_time", "penalty", "optimal", "capped_base_stock", "capped_base_stock_gap_pct",
+                                  "hdpo", "gap_pct", "gap_low", "gap_high", "runs"]
+    assert len(lost) == 16 and (lost.runs == 2).all()  # the smoke profile trains two seeds
+    assert ((lost.gap_low <= lost.gap_pct) & (lost.gap_pct <= lost.gap_high)).all()
     back = pd.read_csv(tables / "hdpo_backlogged.csv")
-    assert list(back.columns) == ["lead_time", "penalty", "optimal", "base_stock", "hdpo", "gap_pct"]
+    assert list(back.columns) == ["lead_time", "penalty", "optimal", "base_stock", "base_stock_gap_pct", "hdpo",
+                                  "gap_pct", "gap_low", "gap_high", "runs"]
     assert len(back) == 24
+    runs = pd.read_csv(tables / "hdpo_lost_sales_runs.csv")
+    assert len(runs) == 2 * 2 * 16 and set(runs.seed) == {0, 1}  # methods x seeds x cells
+    summary = pd.read_csv(tables / "hdpo_backlogged_summary.csv").set_index("method")
+    assert summary.loc["base_stock", "p_low"] <= summary.loc["base_stock", "p_reference_better"]
     for name in ["hdpo_lost_sales_gaps", "hdpo_lost_sales_learning", "hdpo_backlogged_gaps", "overview_base_stock_fit"]:
         assert (tmp_path / "paper" / "figures" / f"{name}.png").stat().st_size > 1000
     assert json.loads((tables / "hdpo_lost_sales.provenance.json").read_text())["profile"] == "smoke"
@@ -77,17 +84,27 @@ def test_bench_in_the_smoke_profile(tmp_path):
     assert "seconds per epoch" in (tmp_path / "paper" / "benchmarks.md").read_text()
 
 
-def test_reproduction_rows_judge_against_the_profile_tolerance(tmp_path, monkeypatch):
+def test_reproduction_rows_judge_by_the_interval_over_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "TABLES", tmp_path)
     stamp = Provenance("notebooks/01_lost_sales.py", "quick", "abc", "cpu", "today", 1.0)
-    optimal = [reproduction.LOST_SALES_OPTIMUM[(1, 4)], reproduction.LOST_SALES_OPTIMUM[(4, 39)]]
-    hdpo = [optimal[0] * 1.002, optimal[1] * 1.015]
-    df = pd.DataFrame(dict(lead_time=[1, 4], penalty=[4, 39], optimal=optimal, capped_base_stock=hdpo, hdpo=hdpo,
-                           gap_pct=[0.2, 1.5]))
+    optimal = [reproduction.LOST_SALES_OPTIMUM[k] for k in [(1, 4), (2, 4), (4, 39)]]
+    gap = [0.2, 0.8, 1.5]
+    df = pd.DataFrame(dict(lead_time=[1, 2, 4], penalty=[4, 4, 39], optimal=optimal, capped_base_stock=optimal,
+                           capped_base_stock_gap_pct=0.0, hdpo=[o * (1 + g / 100) for o, g in zip(optimal, gap)],
+                           gap_pct=gap, gap_low=[0.1, 0.5, 1.2], gap_high=[0.3, 1.1, 1.8], runs=3))
     save_table(df, "hdpo_lost_sales", stamp)
+    summary = pd.DataFrame([
+        dict(method="hdpo", mean_gap_pct=0.8, mean_gap_low=0.5, mean_gap_high=1.1, runs=3, cells=3),
+        dict(method="capped_base_stock", mean_gap_pct=0.9, mean_gap_low=0.8, mean_gap_high=1.0, runs=3, cells=3,
+             p_reference_better=0.7, p_low=0.55, p_high=0.85),
+    ])
+    save_table(summary, "hdpo_lost_sales_summary", stamp)
     rows = pd.DataFrame([r.__dict__ for r in reproduction.lost_sales_rows()])
     gaps = rows[rows.quantity.str.startswith("HDPO gap")]
-    assert list(gaps.reproduced) == ["yes", "no"]  # 0.2 % and 1.5 % against the quick tolerance of 1 %
-    assert rows[rows.quantity.str.startswith("HDPO mean")].reproduced.item() == "no"  # mean 0.85 % > 0.4 %
+    # against the quick tolerance of 1 %: inside, straddling, outside
+    assert list(gaps.reproduced) == ["yes", "inconclusive", "no"]
+    assert "[+0.100, +0.300], 3 runs" in gaps.ours.iloc[0]
+    assert rows[rows.quantity.str.startswith("HDPO mean")].reproduced.item() == "no"  # [0.5, 1.1] > 0.4 %
+    assert rows[rows.quantity.str.startswith("P(HDPO")].reproduced.item() == "yes"  # [0.55, 0.85] > 0.5
     assert (rows[rows.quantity.str.startswith("DP optimum")].reproduced == "yes").all()
     assert reproduction.backlogged_rows()[0].reproduced == "not run: table missing"

@@ -1,6 +1,7 @@
 """Aggregate statistics over seeds: exact values, coverage of the bootstrap intervals, and rliable agreement."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hybridrl import stats
@@ -103,3 +104,39 @@ def test_intervals_agree_with_rliable():
     # different random streams: the percentile ends agree within bootstrap noise
     width = intervals["x"][1, 0] - intervals["x"][0, 0]
     assert abs(ours.low - intervals["x"][0, 0]) < 0.1 * width and abs(ours.high - intervals["x"][1, 0]) < 0.1 * width
+
+
+# ---- long tables ----------------------------------------------------------------------------------------------
+def _long(values):
+    """A long table from {(seed, task): value}."""
+    return pd.DataFrame([dict(seed=s, task=t, value=v) for (s, t), v in values.items()])
+
+
+def test_score_matrix_pivots_and_rejects_incomplete_designs():
+    df = _long({(0, "a"): 1.0, (0, "b"): 2.0, (1, "a"): 3.0, (1, "b"): 4.0})
+    wide = stats.score_matrix(df, task="task", value="value")
+    assert wide.to_numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(ValueError, match=r"missing, e\.g\. seed = 1, task = \('b',\)"):
+        stats.score_matrix(df.iloc[:3], task="task", value="value")
+    with pytest.raises(ValueError, match="repeat"):
+        stats.score_matrix(pd.concat([df, df.iloc[:1]]), task="task", value="value")
+    with pytest.raises(ValueError, match=r"columns \['cell'\] not in the table"):
+        stats.score_matrix(df, task="cell", value="value")
+
+
+def test_interval_table_per_task():
+    df = _long({(s, t): v for s in range(5) for t, v in (("a", float(s)), ("b", 10.0))})
+    table = stats.interval_table(df, by="task", value="value").set_index("task")
+    assert table.loc["a", "value"] == 2.0 and table.loc["b", "value"] == 10.0
+    assert 0.0 <= table.loc["a", "value_low"] < 2.0 < table.loc["a", "value_high"] <= 4.0
+    assert table.loc["b", "value_low"] == table.loc["b", "value_high"] == 10.0  # no spread, no width
+    assert table.runs.tolist() == [5, 5]
+
+
+def test_curve_aggregates_every_point_over_runs_and_tasks():
+    rows = [dict(seed=s, task=t, step=k, value=k + 0.1 * s) for s in range(4) for t in range(3) for k in (10, 20)]
+    c = stats.curve(pd.DataFrame(rows), x="step", task="task", value="value", statistic="mean")
+    assert c.step.tolist() == [10, 20]
+    assert np.allclose(c.estimate, [10.15, 20.15])
+    assert (c.low <= c.estimate).all() and (c.estimate <= c.high).all()
+    assert c.runs.tolist() == [4, 4] and c.tasks.tolist() == [3, 3]
