@@ -18,6 +18,8 @@ Layers
   seed produce the same trajectory.
 * :class:`InventoryVectorEnv` / :class:`InventoryEnv` — the inventory problems of :mod:`hybridrl.inventory`
   (one or several independent stores, lost sales or backlog).
+* :class:`SwitchedLQRVectorEnv` / :class:`SwitchedLQREnv` — the switched LQR of :mod:`hybridrl.lqr` (HPO spec
+  §7.3), with a hybrid ``Dict(mode=Discrete, control=Box)`` action.
 * :class:`ExternalPolicy` — the other direction: an outside agent's NumPy ``predict`` as a policy of our
   simulator, so that :func:`hybridrl.train.evaluate` measures it on exactly the test scenarios on which HDPO
   and the optimal policy are measured (common random numbers).
@@ -110,7 +112,9 @@ from torch import Tensor, nn
 from . import __version__, paths
 from ._config import check_choice, check_int, check_positive
 from .cache import key_of, write_json_atomic
+from .hybrid import Episode
 from .inventory import InventorySetting, Observation, arrival_slots, step
+from .lqr import INITIAL_RANGE, SwitchedLQR
 from .scenarios import Scenarios, sample_scenarios
 from .train import resolve_device
 
@@ -123,6 +127,8 @@ __all__ = [
     "InventoryEnv",
     "InventoryVectorEnv",
     "SingleEnv",
+    "SwitchedLQREnv",
+    "SwitchedLQRVectorEnv",
     "agent_budget",
     "compare_to_optimum",
     "inventory_spaces",
@@ -958,3 +964,75 @@ def train_agent(
         write_json_atomic(meta_path, dict(description=description,
                                           result=dict(env_steps=env_steps, seconds=seconds, curve=curve)))
     return AgentRun(model, view, setting, env_steps, seconds, curve, max_order=max_order)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The switched linear-quadratic regulator (HPO spec §7.3)
+# ----------------------------------------------------------------------------------------------------------------
+class SwitchedLQRVectorEnv(BatchedVectorEnv):
+    """``num_envs`` copies of a :class:`hybridrl.lqr.SwitchedLQR`, stepped at once by ``SwitchedLQR.step``.
+
+    * **Observation** the state ``x ∈ R^p``: ``Box(−c, c, (p,))`` float32 with ``c = max(clamp, 10/√p)`` (the
+      clamp bounds every state after the first; ``x_0`` lies in ``[−10/√p, 10/√p]^p``).
+    * **Action** ``Dict(mode=Discrete(n_choices), control=Box(−max_control, max_control, (p,)))``: the choice
+      ``d`` (one option for the single-mode variant) and the control ``u``. ``max_control`` defaults to ∞ (the
+      problem's control is unconstrained); a finite bound clips controls, as for every ``Box``.
+    * **Reward** ``−(xᵀQx + uᵀRu)`` of the current state and control; episodes last ``problem.horizon`` periods
+      (``truncated`` at the end, never ``terminated``). Each new episode draws ``x_0`` with
+      ``problem.sample`` from a ``torch.Generator`` seeded by the environment's ``np_random``; the current
+      episodes' initial states are :attr:`initial_state`.
+    """
+
+    def __init__(self, problem: SwitchedLQR, num_envs: int = 1, *, max_control: float | None = None,
+                 autoreset_mode="next_step", device: str | torch.device = "cpu"):
+        if not isinstance(problem, SwitchedLQR):
+            raise ValueError(f"problem must be a hybridrl.lqr.SwitchedLQR, got {type(problem).__name__}")
+        bound = math.inf if max_control is None else check_positive("max_control", max_control)
+        p = problem.dim
+        high = max(float(problem.clamp), INITIAL_RANGE / math.sqrt(p))
+        observation_space = spaces.Box(-high, high, shape=(p,), dtype=np.float32)
+        action_space = spaces.Dict({
+            "mode": spaces.Discrete(problem.n_choices),
+            "control": spaces.Box(-bound, bound, shape=(p,), dtype=np.float32),
+        })
+        super().__init__(num_envs, problem.horizon, observation_space, action_space,
+                         autoreset_mode=autoreset_mode, device=device)
+        self.problem = problem
+        self._initial: Tensor | None = None
+        self._state: Tensor | None = None
+
+    @property
+    def initial_state(self) -> Tensor:
+        """The initial states ``[B, p]`` of the current episodes."""
+        if self._initial is None:
+            raise ResetNeeded("no episode yet: call reset() first")
+        return self._initial
+
+    def _start(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**31)))
+        fresh = self.problem.sample(len(indices), generator).state.to(self.device)
+        if self._state is None:  # the first reset starts every sub-environment
+            self._initial, self._state = fresh, fresh.clone()
+            return
+        rows = torch.as_tensor(indices, device=self.device)
+        self._initial, self._state = self._initial.clone(), self._state.clone()
+        self._initial[rows], self._state[rows] = fresh, fresh
+
+    def _observe(self) -> Tensor:
+        return self._state
+
+    def _advance(self, action, period: np.ndarray):
+        control = action["control"].to(self._state.dtype)
+        episode = Episode(self._initial)  # the problem is time-invariant: period and episode are not used
+        self._state, cost = self.problem.step(self._state, action["mode"], control, int(period[0]), episode)
+        return cost, None, {}
+
+
+class SwitchedLQREnv(SingleEnv):
+    """One copy of a :class:`hybridrl.lqr.SwitchedLQR` as a ``gymnasium.Env`` (:class:`SwitchedLQRVectorEnv`)."""
+
+    def __init__(self, problem: SwitchedLQR, *, max_control: float | None = None,
+                 device: str | torch.device = "cpu"):
+        super().__init__(SwitchedLQRVectorEnv(problem, 1, max_control=max_control, autoreset_mode="disabled",
+                                              device=device))
+        self.problem = problem

@@ -7,12 +7,30 @@ name in :data:`ESTIMATORS`, so adding one is one function, one line and one test
 HDPO uses only the pathwise estimator (spec §2): the hindsight cost C(θ; ξ) of each scenario is differentiated
 through the whole rollout by automatic differentiation, with no score-function term, no critic and no
 exploration noise.
+
+HPO's hybrid rollouts (:class:`hybridrl.hybrid.HybridTrajectory`) add the **exact mixed estimator** (HPO spec
+§4.1): with sampled choices ``d_t`` held fixed, cost-to-go ``R_t = Σ_{k ≥ t} c_k`` and a baseline ``b_t``,
+
+    ∇J = G_PW + G_SF + G_X,
+    G_PW = E[Σ_t ∂c_t/∂θ_C]                                (pathwise, choices fixed)
+    G_SF = E[Σ_t ∇_{θ_D} log π^D(d_t | s_t) (R_t − b_t)]   (score function)
+    G_X  = E[Σ_t ∇_{θ_C} log π^D(d_t | s_t(θ_C)) (R_t − b_t)]   (cross: θ_C moves later choices via the state)
+
+all on one scale (undiscounted total cost per episode, averaged over the batch). :func:`mixed` returns the
+surrogate ``mean_b[Σ_t c_t + Σ_t log π^D(d_t | s_t)·(R_t − b_t)]`` with the advantage detached: its gradient is
+exactly that sum, because ``log π^D`` is computed with ``s_t`` attached to the graph. The decentralized update
+(:func:`mixed` with ``cross=False``) uses ``log π^D`` with ``s_t`` detached and so drops ``G_X``.
+
+The baseline must not depend on the episode's own choices at or after ``t``: the default is the leave-one-out
+mean of the other episodes' cost-to-go at ``t`` (unbiased for batches of independent episodes); a learned
+value ``V(s_t)`` of the detached state may be passed instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from .inventory import Trajectory
@@ -23,5 +41,85 @@ def pathwise(trajectory: Trajectory) -> Tensor:
     return trajectory.cost.mean()
 
 
-Estimator = Callable[[Trajectory], Tensor]
-ESTIMATORS: dict[str, Estimator] = {"pathwise": pathwise}
+def cost_to_go(cost: Tensor) -> Tensor:
+    """``R_t = Σ_{k ≥ t} c_k`` along the last dimension."""
+    return cost.flip(-1).cumsum(-1).flip(-1)
+
+
+def leave_one_out_mean(x: Tensor) -> Tensor:
+    """For every episode, the mean of the *other* episodes (dimension 0): a baseline independent of its own."""
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("the leave-one-out baseline needs at least two episodes in the batch")
+    return (x.sum(0, keepdim=True) - x) / (n - 1)
+
+
+def mixed(trajectory, *, cross: bool = True, baseline: Tensor | None = None) -> Tensor:
+    """HPO's exact mixed estimator: a surrogate whose gradient is G_PW + G_SF (+ G_X when ``cross``), unbiased.
+
+    ``baseline`` is ``[B, T]`` (detached before use); by default the leave-one-out mean cost-to-go.
+    """
+    returns = cost_to_go(trajectory.cost.detach())
+    b = leave_one_out_mean(returns) if baseline is None else baseline.detach()
+    log_prob = trajectory.log_prob if cross else trajectory.log_prob_fixed_state
+    return (trajectory.cost.sum(-1) + (log_prob * (returns - b)).sum(-1)).mean()
+
+
+def decentralized(trajectory, *, baseline: Tensor | None = None) -> Tensor:
+    """Decentralized HPO: the mixed estimator without the cross term (θ_C pathwise only, θ_D score function)."""
+    return mixed(trajectory, cross=False, baseline=baseline)
+
+
+def score_function(trajectory, *, baseline: Tensor | None = None) -> Tensor:
+    """The pure score-function (REINFORCE) estimator of a hybrid policy with Gaussian continuous exploration.
+
+    Nothing is differentiated through the simulator: the gradient is
+    ``E[Σ_t ∇ (log π^D(d_t | s_t) + log N(u_t; μ(s_t, d_t), σ²)) (R_t − b_t)]`` with states treated as data.
+    Needs a rollout with ``exploration_std``.
+    """
+    if trajectory.log_prob_action is None:
+        raise ValueError("score_function needs a rollout with Gaussian exploration (hybrid_rollout(exploration_std=...))")
+    returns = cost_to_go(trajectory.cost.detach())
+    b = leave_one_out_mean(returns) if baseline is None else baseline.detach()
+    log_prob = trajectory.log_prob_fixed_state + trajectory.log_prob_action
+    return (log_prob * (returns - b)).sum(-1).mean()
+
+
+Estimator = Callable[..., Tensor]
+ESTIMATORS: dict[str, Estimator] = {
+    "pathwise": pathwise,
+    "mixed": mixed,
+    "decentralized": decentralized,
+    "score_function": score_function,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Studying an estimator: its mean, spread and bias over independent batches
+# ----------------------------------------------------------------------------------------------------------------
+def gradient_samples(estimator: Estimator, policy, problem, episode, *, batches: int, repeats: int = 1,
+                     seed: int = 0, **rollout) -> Tensor:
+    """``batches`` independent gradient estimates ``[batches, P]`` (all parameters of ``policy``, flattened).
+
+    Each estimate rolls out every episode of ``episode`` ``repeats`` times (fresh choices and noise, drawn from
+    one generator seeded ``seed``) and differentiates ``estimator`` of that rollout.
+    """
+    from .hybrid import hybrid_rollout  # the hybrid rollouts build on this module's estimators
+
+    params = [p for p in policy.parameters() if p.requires_grad]
+    generator = torch.Generator().manual_seed(seed)
+    batch = episode[torch.arange(episode.size).repeat(repeats)]
+    samples = []
+    for _ in range(batches):
+        trajectory = hybrid_rollout(policy, problem, batch, generator=generator, **rollout)
+        grads = torch.autograd.grad(estimator(trajectory), params, allow_unused=True)
+        samples.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)]))
+    return torch.stack(samples)
+
+
+def relative_variance(samples: Tensor, reference: Tensor | None = None) -> float:
+    """``E‖ĝ − ḡ‖² / ‖g‖²``: the spread of one estimate relative to the size of the gradient (``reference``, e.g.
+    the exact gradient, or the mean of the samples). Below 1, one batch points roughly the right way."""
+    mean = samples.mean(0)
+    scale = (mean if reference is None else reference).pow(2).sum()
+    return float((samples - mean).pow(2).sum(1).mean() / scale)

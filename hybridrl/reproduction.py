@@ -36,6 +36,78 @@ BACKLOG_OPTIMUM = {
 # HDPO spec §9.2: S* at L = 4.
 BACKLOG_LEVEL_L4 = {4: 28.01, 9: 29.59, 19: 30.89, 39: 32.01}
 
+# HPO spec §10.3 (`tab:jrp-results-128`, B = 16, 1600 updates): JRP mean test cost per item and period,
+# n -> (HPOFull, HPONoCross, PPO).
+JRP_PUBLISHED = {
+    1: (34.96, 34.97, 34.94), 3: (37.24, 37.27, 37.18), 5: (38.82, 38.77, 38.56), 10: (38.79, 38.85, 38.68),
+    20: (39.08, 39.26, 39.23), 30: (39.43, 39.54, 51.67), 40: (40.40, 40.82, 70.37), 50: (43.47, 42.95, 81.36),
+    60: (50.28, 49.92, 89.29), 70: (56.76, 58.37, 98.64),
+}
+# HPO spec §10.1: HPO vs PPO mean test cost per item and period (other sweeps), n -> (HPO, PPO).
+JRP_PUBLISHED_FIGURE = {
+    1: (34.94, 34.92), 3: (37.07, 37.07), 5: (38.57, 38.55), 7: (36.32, 36.43), 10: (38.75, 38.93),
+    20: (38.93, 85.63), 30: (38.63, 128.56), 50: (39.31, 155.16),
+}
+
+# HPO spec §10.5 (`tab:lqr-results`): S-LQR mean test cost per trajectory, (p, J) -> (HPOFull, HPONoCross, PPO).
+# Rows with p in {8, 16, 24, 32, 40, 48} come from other sweeps and are consistent with the genuinely switched
+# problem; the others with the single-mode system the reference's configuration actually ran (spec §7.3).
+SLQR_PUBLISHED = {
+    (1, 2): (36.82, 36.82, 36.84),
+    (1, 4): (36.82, 36.82, 36.84),
+    (1, 6): (37.5, 37.5, 37.52),
+    (1, 8): (37.5, 37.5, 37.52),
+    (3, 2): (64.17, 64.17, 64.33),
+    (3, 4): (84.83, 84.83, 85.08),
+    (3, 6): (79.42, 79.42, 79.66),
+    (3, 8): (79.42, 79.42, 79.65),
+    (5, 2): (63.92, 63.92, 64.25),
+    (5, 4): (85.01, 85.01, 85.56),
+    (5, 6): (94.36, 94.36, 95.0),
+    (5, 8): (94.36, 94.36, 94.99),
+    (7, 2): (67.25, 67.25, 67.76),
+    (7, 4): (89.03, 89.03, 89.82),
+    (7, 6): (89.24, 89.24, 90.1),
+    (7, 8): (99.02, 99.02, 99.97),
+    (8, 2): (49.05, 48.95, 70.66),
+    (8, 4): (79.51, 79.28, 93.33),
+    (8, 6): (79.2, 78.93, 93.17),
+    (8, 8): (95.9, 95.51, 103.81),
+    (10, 2): (76.39, 76.39, 77.26),
+    (10, 4): (86.52, 86.52, 87.66),
+    (10, 6): (95.94, 95.94, 97.34),
+    (10, 8): (95.94, 95.94, 97.34),
+    (13, 2): (71.12, 71.12, 72.29),
+    (13, 4): (87.34, 87.34, 88.8),
+    (13, 6): (94.32, 94.31, 95.99),
+    (13, 8): (100.0, 100.0, 101.93),
+    (16, 2): (52.14, 52.01, 76.36),
+    (16, 4): (80.18, 79.81, 93.28),
+    (16, 6): (90.41, 89.9, 101.54),
+    (16, 8): (93.63, 93.12, 102.38),
+    (20, 2): (73.77, 73.77, 75.75),
+    (20, 4): (92.98, 92.98, 95.56),
+    (20, 6): (94.85, 94.85, 97.44),
+    (20, 8): (98.68, 98.67, 101.46),
+    (24, 2): (52.65, 52.37, 76.0),
+    (24, 4): (80.82, 80.27, 94.7),
+    (24, 6): (90.97, 90.35, 101.8),
+    (24, 8): (97.14, 96.43, 106.05),
+    (32, 2): (53.19, 52.86, 81.43),
+    (32, 4): (81.45, 80.8, 94.89),
+    (32, 6): (89.24, 88.52, 100.99),
+    (32, 8): (96.97, 96.22, 107.25),
+    (40, 2): (53.33, 52.82, 77.22),
+    (40, 4): (82.26, 81.31, 97.43),
+    (40, 6): (92.09, 91.17, 106.11),
+    (40, 8): (96.37, 95.47, 107.99),
+    (48, 2): (53.89, 53.24, 79.36),
+    (48, 4): (84.09, 82.87, 103.12),
+    (48, 6): (92.98, 91.85, 107.19),
+    (48, 8): (97.49, 96.41, 109.86),
+}
+SLQR_SWITCHED_ROWS = (8, 16, 24, 32, 40, 48)
+
 # Relative tolerances (%) of HDPO against the optimum, per profile (issue targets; the paper reports average
 # gaps below 0.35 %).
 GAP_TOLERANCE = {
@@ -174,8 +246,103 @@ def backlogged_rows() -> list[Row]:
     return rows
 
 
+# Issue targets of the HPO experiments per profile (percent).
+HPO_TOLERANCE = {
+    "riccati_gap": {"quick": 1.0, "paper": 1.0},  # HPO within 1 % of the Riccati optimum where there is one choice
+    "jrp_tie": {"quick": 2.0, "paper": 2.0},  # HPO and PPO within 2 % for n <= 5 items
+    "jrp_ppo_worse": {"quick": 25.0, "paper": 25.0},  # PPO at least 25 % worse at the largest n (>= 20)
+    "published_hpo": {"paper": 2.0},  # HPO within 2 % of the published HPO numbers (same problem)
+}
+
+
+def switched_lqr_rows() -> list[Row]:
+    """HPO vs the Riccati optimum, HPO vs PPO per cell and the trend in p, and the published rows' distance from
+    our exact single-mode optimum."""
+    experiment = "switched LQR (HPO)"
+    summary, prov = _table("hpo_switched_lqr_summary")
+    vs_ppo, _ = _table("hpo_switched_lqr_vs_ppo")
+    if summary is None or vs_ppo is None:
+        return [_missing(experiment, "HPO vs PPO and Riccati", "HPO spec §10.5")]
+    profile = prov.profile if prov else "unknown"
+    judged = profile in ("quick", "paper")
+    rows = []
+    tol = HPO_TOLERANCE["riccati_gap"].get(profile)
+    for r in summary[summary.optimal.notna() & (summary.method == "hpo_full")].itertuples():
+        gap = [100 * (v / r.optimal - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
+        rows.append(Row(experiment, f"HPO gap to the Riccati optimum, p={r.dim}, J={r.modes}, {r.variant}",
+                        "issue target (one choice: Riccati is exact)", f"{r.optimal:.3f}",
+                        f"{r.test_cost:.3f}; gap " + _interval(*gap, int(r.runs)), f"±{tol}%" if tol else "n/a",
+                        judge(gap[1], gap[2], tol) if judged and tol else "not judged", profile))
+    for r in vs_ppo.itertuples():
+        rows.append(Row(experiment, f"PPO cost over HPO cost, p={r.dim}, J={r.modes}, {r.variant}",
+                        "HPO paper: HPO ≤ PPO in every cell (spec §10.5)", "> 0 %",
+                        f"{_interval(r.gap_pct, r.gap_low, r.gap_high, int(r.runs))}; P(HPO better) {r.p_better:.2f}",
+                        "interval > 0", judge_above(r.gap_low, r.gap_high, 0.0) if judged else "not judged", profile))
+    switched = vs_ppo[(vs_ppo.variant == "switched") & (vs_ppo.modes > 1)].sort_values("dim")
+    for J, part in switched.groupby("modes"):
+        if len(part) > 1:
+            growing = bool((part.gap_pct.diff().dropna() > 0).all())
+            rows.append(Row(experiment, f"PPO gap grows with p (J={J}, p={', '.join(map(str, part.dim))})",
+                            "HPO paper: the gap grows with the continuous dimension", "increasing",
+                            ", ".join(f"{g:+.1f}%" for g in part.gap_pct), "means increasing",
+                            _judge(growing) if judged else "not judged", profile))
+    published, _ = _table("hpo_switched_lqr_published")
+    if published is not None:
+        single = published[published.published_rows == "single-mode"]
+        d = single.hpo_full_vs_single_mode_optimal_pct
+        rows.append(Row(experiment, f"published single-mode rows ({len(single)}) vs our exact single-mode optimum",
+                        "HPO spec §10.5 (published HPOFull)", "distance reported",
+                        f"mean {d.mean():+.2f}%, range [{d.min():+.2f}, {d.max():+.2f}]%", "n/a",
+                        "not judged (instances differ: G_sym normalisation unknown)", profile))
+        switched_rows = published[published.published_rows == "switched-like"]
+        below = int((switched_rows.published_hpo_full < switched_rows.single_mode_optimal).sum())
+        rows.append(Row(experiment, f"published switched-like rows ({len(switched_rows)}) below the single-mode optimum",
+                        "HPO spec §7.3 reading", "all", f"{below} of {len(switched_rows)}", "n/a",
+                        "not judged (evidence for the reading)", profile))
+    return rows
+
+
+def jrp_rows() -> list[Row]:
+    experiment = "joint replenishment (HPO)"
+    comparison, prov = _table("hpo_jrp_vs_ppo")
+    summary, _ = _table("hpo_jrp_summary")
+    if comparison is None or summary is None:
+        return [_missing(experiment, "HPO vs PPO", "HPO spec §10.1-§10.3")]
+    profile = prov.profile if prov else "unknown"
+    judged = profile in ("quick", "paper")
+    vs_ppo = comparison[comparison.comparison == "hpo_full vs ppo"]
+    rows = []
+    tie, worse = HPO_TOLERANCE["jrp_tie"].get(profile), HPO_TOLERANCE["jrp_ppo_worse"].get(profile)
+    for r in vs_ppo.itertuples():
+        ours = f"{_interval(r.gap_pct, r.gap_low, r.gap_high, int(r.runs))}; P(HPO better) {r.p_better:.2f}"
+        published = JRP_PUBLISHED.get(int(r.n_items))
+        target = f"{100 * (published[2] / published[0] - 1):+.1f}% (published)" if published else "–"
+        if r.n_items <= 5:
+            rows.append(Row(experiment, f"PPO vs HPO, n={r.n_items}", "issue target: within 2 % for n ≤ 5", target,
+                            ours, f"±{tie}%" if tie else "n/a",
+                            judge(r.gap_low, r.gap_high, tie) if judged and tie else "not judged", profile))
+        elif r.n_items == vs_ppo.n_items.max() and r.n_items >= 20:
+            rows.append(Row(experiment, f"PPO vs HPO, n={r.n_items} (largest)", "issue target: PPO ≥ 25 % worse",
+                            target, ours, f"interval ≥ {worse}%" if worse else "n/a",
+                            judge_above(r.gap_low, r.gap_high, worse) if judged and worse else "not judged", profile))
+        else:
+            rows.append(Row(experiment, f"PPO vs HPO, n={r.n_items}", "HPO spec §10.3", target, ours, "n/a",
+                            "not judged", profile))
+    tol = HPO_TOLERANCE["published_hpo"].get(profile)
+    for r in summary[summary.method == "hpo_full"].itertuples():
+        published = JRP_PUBLISHED.get(int(r.n_items))
+        if published:
+            gap = [100 * (v / published[0] - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
+            rows.append(Row(experiment, f"HPO cost per item and period, n={r.n_items}", "HPO spec §10.3 (HPOFull)",
+                            f"{published[0]:.2f}", f"{r.test_cost:.2f}; vs published " + _interval(*gap, int(r.runs)),
+                            f"±{tol}%" if tol else "n/a",
+                            judge(gap[1], gap[2], tol) if tol else "not judged (only the paper protocol is comparable)",
+                            profile))
+    return rows
+
+
 def build_report() -> pd.DataFrame:
-    rows = lost_sales_rows() + backlogged_rows()
+    rows = lost_sales_rows() + backlogged_rows() + switched_lqr_rows() + jrp_rows()
     return pd.DataFrame([asdict(r) for r in rows])
 
 

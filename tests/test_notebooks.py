@@ -17,7 +17,8 @@ CHAPTERS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 def test_there_are_chapters():
     names = [p.stem for p in CHAPTERS]
-    assert {"00_overview", "01_lost_sales", "02_backlogged", "90_benchmarks", "99_reproduction"} <= set(names)
+    assert {"00_overview", "01_lost_sales", "02_backlogged", "03_model_free", "04_mixed_gradient", "05_switched_lqr",
+            "06_joint_replenishment", "90_benchmarks", "99_reproduction"} <= set(names)
     assert [p.stem for p in pipeline.chapters()][-1] == "99_reproduction"
     assert "90_benchmarks" not in [p.stem for p in pipeline.chapters()]
 
@@ -61,7 +62,16 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert len(runs) == 2 * 2 * 16 and set(runs.seed) == {0, 1}  # methods x seeds x cells
     summary = pd.read_csv(tables / "hdpo_backlogged_summary.csv").set_index("method")
     assert summary.loc["base_stock", "p_low"] <= summary.loc["base_stock", "p_reference_better"]
-    for name in ["hdpo_lost_sales_gaps", "hdpo_lost_sales_learning", "hdpo_backlogged_gaps", "overview_base_stock_fit"]:
+    jrp = pd.read_csv(tables / "hpo_jrp.csv")
+    assert list(jrp.columns) == ["n_items", "method", "seed", "test_cost"]
+    assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo"}
+    lqr = pd.read_csv(tables / "hpo_switched_lqr.csv")
+    assert {"dim", "modes", "variant", "method", "seed", "test_cost", "optimal"} <= set(lqr.columns)
+    assert {"switched", "single_mode"} <= set(lqr.variant) and "riccati" in set(lqr.method)
+    bias = pd.read_csv(tables / "hpo_estimator_bias.csv")
+    assert len(bias) == 2 and {"projection", "exact_norm", "max_abs_z"} <= set(bias.columns)
+    for name in ["hdpo_lost_sales_gaps", "hdpo_lost_sales_learning", "hdpo_backlogged_gaps", "overview_base_stock_fit",
+                 "hpo_estimator_variance", "hpo_switched_lqr_learning", "hpo_jrp_gap"]:
         assert (tmp_path / "paper" / "figures" / f"{name}.png").stat().st_size > 1000
     assert json.loads((tables / "hdpo_lost_sales.provenance.json").read_text())["profile"] == "smoke"
     report = (tmp_path / "paper" / "REPRODUCTION.md").read_text()

@@ -1,0 +1,392 @@
+"""Training hybrid policies: HPO (full and decentralized), the exact mixed gradient, and the PPO baseline.
+
+One loop, :func:`train_hybrid`, for every method of the HPO paper on any :class:`~hybridrl.hybrid.HybridProblem`.
+A fixed set of training episodes is cut into batches of ``batch_size``; each batch gives **one policy update**
+(HPO spec §8 counts updates: 1600 for the JRP, 4000 for the S-LQR). Every ``dev_every`` updates the greedy
+policy (argmax choice, mean action) is evaluated on the dev episodes and the best-dev parameters are kept; the
+test episodes are never seen here.
+
+Methods (``HybridConfig.method``):
+
+``exact_mixed`` / ``exact_decentralized``
+    Adam on the exact mixed estimator of :func:`hybridrl.estimators.mixed`: G_PW + G_SF (+ G_X), undiscounted
+    cost-to-go, a learned value baseline V(s_t), everything on one scale. Unbiased (tests/test_hybrid.py).
+``hpo_full`` / ``hpo_decentralized``
+    The practical scheme of the paper's reference implementation (spec §5), documented here because it is
+    *not* the exact estimator:
+
+    1. roll out the batch with sampled choices, keeping the graph;
+    2. pathwise loss ``pathwise_coef · mean_{window}(c_t) / std(c)`` — the cost scaled by its batch standard
+       deviation, over the periods that are not in the first or last ``buffer_periods``;
+    3. advantages by GAE(γ, λ) on the std-scaled, detached costs with the value network (bootstrapped with
+       V at the horizon when ``bootstrap``), normalised per batch;
+    4. epoch 0 — **one full-batch step of everything** on ``L_PW + L_clip + vf_coef·L_V − β·H(π^D)``: the
+       probability ratio is exactly 1, so the clipped surrogate's gradient is the plain score-function
+       estimate, and through the attached states it carries the cross term into the continuous parameters
+       (``hpo_full``); ``hpo_decentralized`` detaches the states, so no cross term;
+    5. epochs 1 … ``ppo_epochs − 1`` — standard PPO minibatch updates of the discrete head and the value
+       network only, on detached states, stopped early when the approximate KL exceeds ``target_kl``.
+
+    So the continuous network takes one step per batch and the discrete network up to ``ppo_epochs``
+    (spec R9). Deviations from the exact estimator: the std-scaling of the pathwise term, the normalised
+    advantages (a different scale for G_SF and G_X than for G_PW), discounting γ < 1 and GAE's λ, clipping
+    after the first epoch, and the entropy bonus. The epoch-0 sanity check (ratio 1, clip fraction 0,
+    KL 0) is asserted with a clear message (spec R8).
+``ppo``
+    The model-free baseline (spec §6): a categorical discrete head and a Gaussian continuous head (fixed
+    ``exploration_std`` on the pre-activation of the sampled choice, mapped into its sub-range; only that component
+    enters log π), the clipped surrogate on ``log π^D + log N``, value loss, entropy bonus (discrete),
+    ``ppo_epochs`` minibatch epochs with early stopping; nothing is differentiated through the simulator.
+    The PPO implementation details we follow: orthogonal initialisation, Adam with eps 1e-5, per-batch
+    advantage normalisation, optional value clipping, gradient-norm clipping, approximate-KL early stop.
+
+Learning rates anneal linearly from the base rate (``lr_k = lr_0 · (1 − k/K)`` when ``anneal``, computed from
+the base rate, never compounded: spec R2); the entropy coefficient anneals linearly from ``entropy_start`` to
+``entropy_end``. Gradient norms are clipped per component (continuous, discrete, value; spec §5.10).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
+from .estimators import cost_to_go, mixed
+from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
+                     mlp)
+
+METHODS = ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo")
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Every setting of a hybrid training run; defaults are a small, sensible configuration."""
+
+    method: str = "hpo_full"
+    updates: int = 400
+    """Policy updates (one per batch)."""
+    batch_size: int = 128
+    lr: float = 1e-3
+    """Learning rate of the discrete policy network (Adam, eps 1e-5)."""
+    continuous_lr: float | None = None
+    """Learning rate of the continuous policy network (``None``: ``lr``)."""
+    value_lr: float | None = None
+    """Learning rate of the value network (``None``: ``lr``)."""
+    anneal: bool = True
+    """Anneal the learning rates linearly to zero over ``updates``."""
+    hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    ppo_epochs: int = 5
+    minibatches: int = 4
+    target_kl: float | None = 0.015
+    vf_coef: float = 0.5
+    clip_value: bool = False
+    pathwise_coef: float = 1.0
+    entropy_start: float = 0.01
+    entropy_end: float = 0.0
+    max_grad_norm: float | None = 5.0
+    exploration_std: float = 0.5
+    """PPO only: standard deviation of the Gaussian around the continuous action."""
+    buffer_periods: int = 0
+    """Periods left out of the pathwise loss at each end of the horizon (HPO practical scheme)."""
+    bootstrap: bool = False
+    """Bootstrap the advantages with V at the horizon (a truncated infinite-horizon problem) or not."""
+    continuous_shift: float = 0.0
+    """Added to the continuous network's pre-activations (the JRP uses 1.0: a first order of softplus(1)·μ)."""
+    dev_every: int = 20
+    seed: int = 0
+    """Algorithm seed: initial weights, choice sampling, exploration noise, batch order (data seeds are apart)."""
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        for name in ("updates", "batch_size", "ppo_epochs", "minibatches", "dev_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("buffer_periods", self.buffer_periods, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        for name in ("lr", "clip", "exploration_std", "pathwise_coef"):
+            check_positive(name, getattr(self, name))
+        for name in ("vf_coef", "entropy_start", "entropy_end"):
+            check_nonnegative(name, getattr(self, name))
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        for name in ("value_lr", "continuous_lr", "target_kl", "max_grad_norm"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        if self.minibatches > self.batch_size:
+            raise ValueError(f"minibatches ({self.minibatches}) cannot exceed batch_size ({self.batch_size})")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HybridConfig:
+        return from_dict(cls, values)
+
+
+@dataclass
+class HybridResult:
+    policy: HybridPolicy
+    value: nn.Module
+    history: list[dict] = field(default_factory=list)
+    """One row per dev evaluation: ``update, seconds, train_cost, dev_cost`` (+ diagnostics)."""
+    best_dev: float = math.inf
+    best_update: int = 0
+    seconds: float = 0.0
+
+
+def reported(problem: HybridProblem, cost: Tensor) -> Tensor:
+    """The problem's reported metric per episode ``[B]`` from costs ``[B, T]``: ``problem.reported(cost)`` where
+    the problem defines one (the JRP: cost per item and period after the warm-up), else the total cost."""
+    fn = getattr(problem, "reported", None)
+    return fn(cost) if fn is not None else cost.sum(-1)
+
+
+def evaluate_hybrid(policy: HybridPolicy, problem: HybridProblem, episode: Episode, chunk: int = 4096) -> Tensor:
+    """Greedy costs ``[N, T]`` (argmax choice, mean continuous action), without gradients."""
+    with torch.no_grad():
+        parts = [hybrid_rollout(policy, problem, episode[i: i + chunk], greedy=True).cost
+                 for i in range(0, episode.size, chunk)]
+    return torch.cat(parts)
+
+
+def annealed(base_lr: float, update: int, config: HybridConfig) -> float:
+    """The learning rate of policy update ``update`` (1-based): ``base · (1 − (update − 1)/updates)`` when
+    ``config.anneal``, always computed from the base rate (never compounded, spec R2)."""
+    return base_lr * (1 - (update - 1) / config.updates) if config.anneal else base_lr
+
+
+def _gae(cost: Tensor, values: Tensor, last_value: Tensor, gamma: float, lam: float) -> Tensor:
+    """Generalised advantage estimates of the *rewards* ``-cost`` ``[B, T]`` (``values [B, T]``)."""
+    advantages = torch.zeros_like(cost)
+    running = torch.zeros_like(cost[:, 0])
+    next_value = last_value
+    for t in reversed(range(cost.shape[1])):
+        delta = -cost[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+        next_value = values[:, t]
+    return advantages
+
+
+def _clip_groups(groups: dict[str, list[nn.Parameter]], max_norm: float | None) -> dict[str, float]:
+    norms = {}
+    for name, params in groups.items():
+        grads = [p for p in params if p.grad is not None]
+        if grads:
+            total = torch.nn.utils.clip_grad_norm_(grads, max_norm if max_norm is not None else math.inf)
+            norms[name] = float(total)
+    return norms
+
+
+def _log_prob_choice(policy: HybridPolicy, observation: Tensor, choice: Tensor) -> tuple[Tensor, Tensor]:
+    logits = policy.discrete(observation)
+    log_probs = torch.log_softmax(logits, -1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return log_probs.gather(-1, choice[..., None]).squeeze(-1), entropy
+
+
+def _log_prob_action(policy: HybridPolicy, observation: Tensor, choice: Tensor, pre_action: Tensor, std: float
+                     ) -> Tensor:
+    """log N(z; z(s, d), σ²) of the explored pre-activation ``pre_action`` of the chosen sub-range."""
+    z = policy.pre_actions(observation)
+    index = choice[..., None, None].expand(*choice.shape, 1, z.shape[-1])
+    return gaussian_log_prob(pre_action, z.gather(-2, index).squeeze(-2), std)
+
+
+def train_hybrid(
+    problem: HybridProblem,
+    train: Episode,
+    dev: Episode,
+    config: HybridConfig,
+    *,
+    policy: HybridPolicy | None = None,
+    action_map: Callable[[Tensor], Tensor] | None = None,
+    progress: bool = False,
+    description: str = "",
+) -> HybridResult:
+    """Train a hybrid policy on ``problem`` with ``config.method``; select the best greedy policy on ``dev``."""
+    torch.manual_seed(config.seed)  # nothing here should draw from the global generator; this guards the rest
+    generator = torch.Generator().manual_seed(config.seed)
+    if policy is None:
+        action_map = action_map or getattr(problem, "action_map", None)
+        policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=config.hidden,
+                              activation=config.activation, action_map=action_map,
+                              continuous_shift=config.continuous_shift, init_seed=config.seed)
+    value = mlp([problem.observation_dim, *config.value_hidden, 1], config.activation,
+                torch.Generator().manual_seed(config.seed + 10_000), head_std=1.0)
+    dtype = train.state.dtype
+    policy.to(dtype)
+    value.to(dtype)
+    groups = {"continuous": policy.continuous_parameters(), "discrete": policy.discrete_parameters(),
+              "value": list(value.parameters())}
+    optimizer = torch.optim.Adam([
+        {"params": groups["continuous"], "lr": config.continuous_lr or config.lr},
+        {"params": groups["discrete"], "lr": config.lr},
+        {"params": groups["value"], "lr": config.value_lr or config.lr},
+    ], eps=1e-5)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    best = copy.deepcopy(policy.state_dict())
+    result = HybridResult(policy, value)
+    order: Tensor | None = None
+    batches_per_pass = max(1, train.size // config.batch_size)
+    started = time.time()
+    iterator = range(1, config.updates + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=description or config.method, mininterval=5)
+    train_costs = []
+    for update in iterator:
+        k = (update - 1) % batches_per_pass
+        if k == 0:
+            order = torch.randperm(train.size, generator=generator)
+        batch = train[order[k * config.batch_size: (k + 1) * config.batch_size]]
+        frac = (update - 1) / config.updates
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = annealed(lr, update, config)
+        entropy_coef = config.entropy_start + frac * (config.entropy_end - config.entropy_start)
+        if config.method == "ppo":
+            cost = _ppo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef)
+        elif config.method.startswith("exact"):
+            cost = _exact_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef)
+        else:
+            cost = _hpo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef)
+        train_costs.append(cost)  # the total cost per episode of the training batch (a rough progress signal)
+        if update % config.dev_every == 0 or update == config.updates:
+            dev_cost = float(reported(problem, evaluate_hybrid(policy, problem, dev)).mean())
+            result.history.append(dict(update=update, seconds=time.time() - started,
+                                       train_cost=sum(train_costs) / len(train_costs), dev_cost=dev_cost))
+            train_costs = []
+            if dev_cost < result.best_dev:
+                result.best_dev, result.best_update = dev_cost, update
+                best = copy.deepcopy(policy.state_dict())
+    policy.load_state_dict(best)
+    result.seconds = time.time() - started
+    return result
+
+
+def _value_loss(value: nn.Module, observation: Tensor, returns: Tensor, old: Tensor, config: HybridConfig) -> Tensor:
+    v = value(observation).squeeze(-1)
+    loss = (v - returns) ** 2
+    if config.clip_value:
+        clipped = old + (v - old).clamp(-config.clip, config.clip)
+        loss = torch.maximum(loss, (clipped - returns) ** 2)
+    return 0.5 * loss.mean()
+
+
+def _exact_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef) -> float:
+    """Adam on the exact mixed estimator (undiscounted cost-to-go, value baseline) plus the value regression."""
+    traj = hybrid_rollout(policy, problem, batch, generator=generator)
+    observation = traj.observation.detach()
+    returns = cost_to_go(traj.cost.detach())
+    baseline = value(observation).squeeze(-1)
+    loss = mixed(traj, cross=config.method == "exact_mixed", baseline=baseline)
+    loss = loss - entropy_coef * traj.entropy.sum(-1).mean() + config.vf_coef * 0.5 * ((baseline - returns) ** 2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _clip_groups(groups, config.max_grad_norm)
+    optimizer.step()
+    return float(traj.cost.detach().sum(-1).mean())
+
+
+def _advantages(traj: HybridTrajectory, value, problem, batch, config) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """GAE advantages (normalised) and returns on std-scaled costs; also the old values and the scale."""
+    with torch.no_grad():
+        cost = traj.cost.detach()
+        scale = cost.std().clamp(min=1e-8)
+        observation = traj.observation.detach()
+        values = value(observation).squeeze(-1)
+        last = torch.zeros_like(values[:, 0])
+        if config.bootstrap:
+            final = problem.observe(traj.final_state.detach(), problem.horizon, batch)
+            last = value(final).squeeze(-1)
+        advantages = _gae(cost / scale, values, last, config.gamma, config.gae_lambda)
+        returns = advantages + values
+        normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return normalised, returns, values, scale
+
+
+def _ppo_epochs(policy, value, traj, advantages, returns, old_values, old_log_prob, config, optimizer, groups,
+                entropy_coef, generator, first_epoch: int, continuous: bool) -> None:
+    """PPO minibatch epochs ``first_epoch .. ppo_epochs-1`` on detached states (discrete head and value; the
+    Gaussian continuous head too when ``continuous``)."""
+    observation = traj.observation.detach()
+    B = observation.shape[0]
+    size = max(1, B // config.minibatches)
+    for epoch in range(first_epoch, config.ppo_epochs):
+        order = torch.randperm(B, generator=generator)
+        stop = False
+        for i in range(0, B, size):
+            idx = order[i: i + size]
+            new_log_prob, entropy = _log_prob_choice(policy, observation[idx], traj.choice[idx])
+            if continuous:
+                new_log_prob = new_log_prob + _log_prob_action(policy, observation[idx], traj.choice[idx],
+                                                               traj.pre_action[idx], config.exploration_std)
+            log_ratio = new_log_prob - old_log_prob[idx]
+            ratio = log_ratio.exp()
+            adv = advantages[idx]
+            surrogate = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv).mean()
+            loss = (surrogate + config.vf_coef * _value_loss(value, observation[idx], returns[idx], old_values[idx], config)
+                    - entropy_coef * entropy.mean())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if not continuous:  # HPO: the continuous network is updated only by the full-batch first step
+                for p in groups["continuous"]:
+                    p.grad = None
+            _clip_groups(groups, config.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                approx_kl = float(((ratio - 1) - log_ratio).mean())
+            if config.target_kl is not None and approx_kl > 1.5 * config.target_kl:
+                stop = True
+                break
+        if stop:
+            break
+
+
+def _hpo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef) -> float:
+    traj = hybrid_rollout(policy, problem, batch, generator=generator)
+    advantages, returns, old_values, scale = _advantages(traj, value, problem, batch, config)
+    T = traj.cost.shape[1]
+    window = slice(config.buffer_periods, T - config.buffer_periods)
+    pathwise = config.pathwise_coef * traj.cost[:, window].mean() / scale
+    # epoch 0: one full-batch step on everything; log π^D with attached states carries the cross term
+    log_prob = traj.log_prob if config.method == "hpo_full" else traj.log_prob_fixed_state
+    old_log_prob = log_prob.detach()
+    ratio = (log_prob - old_log_prob).exp()  # exactly 1, with the score function as its gradient
+    surrogate = -torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages).mean()
+    observation = traj.observation.detach()
+    loss = (pathwise + surrogate + config.vf_coef * _value_loss(value, observation, returns, old_values, config)
+            - entropy_coef * traj.entropy.mean())
+    clip_fraction = float(((ratio - 1).abs() > config.clip).float().mean())
+    if clip_fraction > 0:
+        raise RuntimeError(f"HPO epoch 0: the probability ratio must be exactly 1 (clip fraction {clip_fraction})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _clip_groups(groups, config.max_grad_norm)
+    optimizer.step()
+    # epochs 1..: PPO on the discrete head and the value network, states detached
+    if config.ppo_epochs > 1:
+        _ppo_epochs(policy, value, traj, advantages, returns, old_values, traj.log_prob_fixed_state.detach(), config,
+                    optimizer, groups, entropy_coef, generator, first_epoch=1, continuous=False)
+    return float(traj.cost.detach().sum(-1).mean())
+
+
+def _ppo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef) -> float:
+    with torch.no_grad():
+        traj = hybrid_rollout(policy, problem, batch, generator=generator, exploration_std=config.exploration_std)
+    advantages, returns, old_values, _ = _advantages(traj, value, problem, batch, config)
+    old_log_prob = (traj.log_prob_fixed_state + traj.log_prob_action).detach()
+    _ppo_epochs(policy, value, traj, advantages, returns, old_values, old_log_prob, config, optimizer, groups,
+                entropy_coef, generator, first_epoch=0, continuous=True)
+    return float(traj.cost.sum(-1).mean())
+
