@@ -20,6 +20,9 @@ Layers
   (one or several independent stores, lost sales or backlog).
 * :class:`SwitchedLQRVectorEnv` / :class:`SwitchedLQREnv` — the switched LQR of :mod:`hybridrl.lqr` (HPO spec
   §7.3), with a hybrid ``Dict(mode=Discrete, control=Box)`` action.
+* :class:`JRPVectorEnv` / :class:`JRPEnv` — the joint replenishment problem of :mod:`hybridrl.jrp` (HPO spec
+  §7.2), with a hybrid ``Dict(order=Discrete(2), quantity=Box)`` action: no order, or the quantities and the
+  joint fixed cost.
 * :class:`ExternalPolicy` — the other direction: an outside agent's NumPy ``predict`` as a policy of our
   simulator, so that :func:`hybridrl.train.evaluate` measures it on exactly the test scenarios on which HDPO
   and the optimal policy are measured (common random numbers).
@@ -114,6 +117,7 @@ from ._config import check_choice, check_int, check_positive
 from .cache import key_of, write_json_atomic
 from .hybrid import Episode
 from .inventory import InventorySetting, Observation, arrival_slots, step
+from .jrp import JointReplenishment
 from .lqr import INITIAL_RANGE, SwitchedLQR
 from .scenarios import Scenarios, sample_scenarios
 from .train import resolve_device
@@ -126,6 +130,8 @@ __all__ = [
     "ExternalPolicy",
     "InventoryEnv",
     "InventoryVectorEnv",
+    "JRPEnv",
+    "JRPVectorEnv",
     "SingleEnv",
     "SwitchedLQREnv",
     "SwitchedLQRVectorEnv",
@@ -1036,3 +1042,148 @@ class SwitchedLQREnv(SingleEnv):
         super().__init__(SwitchedLQRVectorEnv(problem, 1, max_control=max_control, autoreset_mode="disabled",
                                               device=device))
         self.problem = problem
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The joint replenishment problem (HPO spec §7.2)
+# ----------------------------------------------------------------------------------------------------------------
+def _jrp_max_orders(problem: JointReplenishment, max_order) -> np.ndarray:
+    """Upper bound of each item's order ``[n]``: ``MAX_ORDER_FACTOR`` × mean demand, one number, or one per item."""
+    n = problem.items
+    if max_order is None:
+        return (MAX_ORDER_FACTOR * problem.mean.double().numpy()).astype(np.float32)
+    values = np.asarray(max_order, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        values = np.repeat(values, n)
+    if values.shape != (n,) or not np.isfinite(values).all() or (values <= 0).any():
+        raise ValueError(f"max_order must be a positive finite number or one per item ({n}), got {max_order!r}")
+    return values.astype(np.float32)
+
+
+class JRPVectorEnv(BatchedVectorEnv):
+    """``num_envs`` copies of a :class:`hybridrl.jrp.JointReplenishment`, stepped at once by
+    ``JointReplenishment.step``.
+
+    Args:
+        problem: the JRP instance (``n = problem.items`` items, joint fixed cost ``F = problem.joint_fixed_cost``).
+        num_envs: ``B``.
+        max_order: upper bound of the order quantities: a number, one per item, or ``None`` for
+            ``MAX_ORDER_FACTOR`` (4) × each item's mean demand ``problem.mean`` (a vector ``[n]``).
+        autoreset_mode, device: see :class:`BatchedVectorEnv`.
+
+    * **Observation** ``problem.observe(state, t, episode)``, float32 of shape ``(problem.observation_dim,)``:
+      per item (item-major), in units of its mean demand, the on-hand stock (negative = backlog: unbounded
+      below), the pipeline and the last ``history`` demands (``>= 0``), then ``p/10``, ``h``, ``μ/10`` and
+      ``F/(nμ)`` (constants, ``> 0``); no entry is bounded above. So the space is ``Box(low, +∞)`` with
+      ``low = −∞`` at each item's on-hand entry and ``0`` elsewhere. ``t`` is the index of the period about to
+      be played (``horizon`` for the last observation of an episode); the JRP's observation does not use it.
+    * **Action** ``Dict(order=Discrete(2), quantity=Box(0, max_order, (n,)))``, the hybrid action of the
+      problem's sub-ranges: ``order = 0`` orders nothing and pays nothing — the quantities are ignored and
+      exactly zero is passed to ``problem.step``, whatever the agent sent; ``order = 1`` orders the quantities
+      (clipped to the box, like every ``Box`` action) and ``problem.step`` charges the joint fixed cost ``F``
+      (even if every quantity is 0). Quantities are in units of the goods, not of the mean demand.
+    * **Reward** ``−c_t``: minus the period's cost, summed over items, with the fixed cost. The step's ``info``
+      holds ``ordered``, the quantities actually ordered ``[B, n]``. Episodes last ``problem.horizon``
+      periods (``truncated`` at the end, never ``terminated``); ``problem.warmup`` is not used here (it is a
+      matter of reporting, :meth:`JointReplenishment.reported`).
+    * **Randomness** each new episode (empty pipeline, past and future Poisson demand) is drawn with
+      ``problem.sample`` from a ``torch.Generator`` seeded by the environment's ``np_random``; the current
+      episodes are :attr:`episodes`, so that the same periods can be replayed through ``problem.step``.
+      Sub-environments that were reset apart (``reset_mask``) play their own period of their own episode.
+    """
+
+    def __init__(self, problem: JointReplenishment, num_envs: int = 1, *, max_order=None,
+                 autoreset_mode="next_step", device: str | torch.device = "cpu"):
+        if not isinstance(problem, JointReplenishment):
+            raise ValueError(f"problem must be a hybridrl.jrp.JointReplenishment, got {type(problem).__name__}")
+        high = _jrp_max_orders(problem, max_order)
+        per_item = problem.observation_dim // problem.items
+        low = np.zeros((problem.items, per_item), dtype=np.float32)
+        low[:, 0] = -np.inf  # on-hand stock: backlog
+        observation_space = spaces.Box(low=low.reshape(-1), high=np.full(low.size, np.inf, dtype=np.float32),
+                                       dtype=np.float32)
+        action_space = spaces.Dict({
+            "order": spaces.Discrete(problem.n_choices),
+            "quantity": spaces.Box(low=np.zeros_like(high), high=high, dtype=np.float32),
+        })
+        super().__init__(num_envs, problem.horizon, observation_space, action_space,
+                         autoreset_mode=autoreset_mode, device=device)
+        self.problem = problem
+        self._episodes: Episode | None = None
+        self._state: Tensor | None = None
+
+    @property
+    def episodes(self) -> Episode:
+        """The current episodes (initial states ``[B, n, L + history]`` and demand), one per sub-environment."""
+        if self._episodes is None:
+            raise ResetNeeded("no episode yet: call reset() first")
+        return self._episodes
+
+    def _start(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**31)))
+        fresh = self.problem.sample(len(indices), generator).to(self.device)
+        if self._state is None or len(indices) == self.num_envs:
+            # a new object: a reference kept to the last episodes' data stays valid
+            self._episodes, self._state = fresh, fresh.state.clone()
+            return
+        rows = torch.as_tensor(indices, device=self.device)
+        old = self._episodes
+        state, noise = old.state.clone(), old.noise.clone()
+        state[rows], noise[rows] = fresh.state, fresh.noise
+        data = {}
+        for key, value in old.data.items():
+            data[key] = value.clone()
+            data[key][rows] = fresh.data[key]
+        self._episodes = Episode(state, noise, data)
+        self._state = self._state.clone()
+        self._state[rows] = fresh.state
+
+    def _groups(self, period: np.ndarray):
+        """``(rows, t)`` per distinct period: all rows at once when the sub-environments run in step."""
+        values = np.unique(period)
+        if len(values) == 1:
+            return [(None, int(values[0]))]
+        return [(torch.as_tensor(np.flatnonzero(period == t), device=self.device), int(t)) for t in values]
+
+    def _observe(self) -> Tensor:
+        groups = self._groups(self._period)
+        if groups[0][0] is None:
+            return self.problem.observe(self._state, groups[0][1], self._episodes)
+        out = None
+        for rows, t in groups:
+            part = self.problem.observe(self._state[rows], t, self._episodes[rows])
+            if out is None:
+                out = part.new_empty((self.num_envs, *part.shape[1:]))
+            out[rows] = part
+        return out
+
+    def _advance(self, action, period: np.ndarray):
+        choice = action["order"]
+        quantity = action["quantity"].to(self._state.dtype)
+        ordered = torch.where((choice == 1)[:, None], quantity, torch.zeros_like(quantity))  # order 0: nothing
+        groups = self._groups(period)
+        if groups[0][0] is None:
+            self._state, cost = self.problem.step(self._state, choice, ordered, groups[0][1], self._episodes)
+        else:
+            state, cost = self._state.clone(), None
+            for rows, t in groups:
+                part_state, part_cost = self.problem.step(self._state[rows], choice[rows], ordered[rows], t,
+                                                          self._episodes[rows])
+                if cost is None:
+                    cost = part_cost.new_empty(self.num_envs)
+                state[rows], cost[rows] = part_state, part_cost
+            self._state = state
+        return cost, None, {"ordered": ordered}
+
+
+class JRPEnv(SingleEnv):
+    """One copy of a :class:`hybridrl.jrp.JointReplenishment` as a ``gymnasium.Env`` (:class:`JRPVectorEnv`)."""
+
+    def __init__(self, problem: JointReplenishment, *, max_order=None, device: str | torch.device = "cpu"):
+        super().__init__(JRPVectorEnv(problem, 1, max_order=max_order, autoreset_mode="disabled", device=device))
+        self.problem = problem
+
+    @property
+    def episodes(self) -> Episode:
+        """The current episode (a batch of one)."""
+        return self.vector.episodes

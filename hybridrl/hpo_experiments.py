@@ -232,7 +232,7 @@ def _jrp_budget(items, seeds, sizes, horizon, warmup, updates, hidden, batch, pp
 JRP_BUDGETS = {
     "smoke": _jrp_budget((1, 3), (0, 1), (32, 16, 16), horizon=30, warmup=5, updates=3, hidden=(16,), batch=16,
                          ppo_epochs=2, minibatches=2),
-    "quick": _jrp_budget((1, 5, 20), (0, 1), (512, 256, 512), horizon=60, warmup=16, updates=200, hidden=(64, 64),
+    "quick": _jrp_budget((1, 5, 20, 50), (0, 1), (512, 256, 512), horizon=60, warmup=16, updates=200, hidden=(64, 64),
                          batch=64, ppo_epochs=4, minibatches=4, continuous_lr=3e-3, ppo_lr=3e-4),
     "paper": _jrp_budget((1, 3, 5, 7, 10, 20, 30, 50), tuple(range(11)), (1024, 1024, 1024), horizon=100, warmup=16,
                          updates=1600, hidden=(512, 512), batch=128),

@@ -414,3 +414,171 @@ def test_package_import_does_not_need_gymnasium():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert 'pip install "hybridrl[gym]"' in run.stdout
+
+
+# ---- the joint replenishment problem -----------------------------------------------------------------------------
+from hybridrl.jrp import JointReplenishment  # noqa: E402
+
+JRP = JointReplenishment(3, horizon=20, warmup=2)
+
+
+def _jrp_actions(problem, batch, steps, seed, beyond=1.0):
+    """Random hybrid actions ``[steps]`` of dicts: both choices, nonzero quantities under either (up to
+    ``beyond`` × the action bound, so that > 1 exercises the clipping)."""
+    rng = np.random.default_rng(seed)
+    high = 4.0 * problem.mean.numpy()
+    return [dict(order=rng.integers(0, 2, size=batch),
+                 quantity=(rng.uniform(0.01, beyond, size=(batch, problem.items)) * high).astype(np.float32))
+            for _ in range(steps)]
+
+
+def test_jrp_check_env_passes():
+    _check(envs.JRPEnv(JRP))
+    _check(envs.JRPEnv(JointReplenishment(1, horizon=5, warmup=1, history=0), max_order=30.0))
+
+
+def test_jrp_spaces():
+    env = envs.JRPVectorEnv(JRP, num_envs=4)
+    action = env.single_action_space
+    assert isinstance(action, spaces.Dict) and set(action.spaces) == {"order", "quantity"}
+    assert action["order"] == spaces.Discrete(2)
+    assert action["quantity"].shape == (3,) and action["quantity"].dtype == np.float32
+    np.testing.assert_allclose(action["quantity"].high, 4.0 * JRP.mean.numpy(), rtol=1e-6)  # 4 x mean demand
+    assert (action["quantity"].low == 0).all()
+    assert env.single_observation_space.shape == (JRP.observation_dim,)
+    low = env.single_observation_space.low.reshape(3, -1)
+    assert (low[:, 0] == -np.inf).all() and (low[:, 1:] == 0).all()  # on-hand may be backlogged
+    assert envs.JRPEnv(JRP, max_order=[5, 6, 7]).action_space["quantity"].high.tolist() == [5.0, 6.0, 7.0]
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, JRP.observation_dim) and obs.dtype == np.float32 and obs in env.observation_space
+    for _ in range(3):
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert obs in env.observation_space and reward.dtype == np.float64 and reward.shape == (4,)
+    for bad in (-1.0, [1.0, 2.0], np.inf):
+        with pytest.raises(ValueError, match=r"max_order must be a positive finite number or one per item \(3\)"):
+            envs.JRPVectorEnv(JRP, max_order=bad)
+    with pytest.raises(ValueError, match="JointReplenishment"):
+        envs.JRPVectorEnv(LOST)
+
+
+@pytest.mark.parametrize("beyond", [1.0, 1.5])
+def test_jrp_rewards_equal_the_problems_costs(beyond):
+    B = 16
+    env = envs.JRPVectorEnv(JRP, num_envs=B, autoreset_mode="disabled")
+    actions = _jrp_actions(JRP, B, JRP.horizon, seed=1, beyond=beyond)
+    out = _play(env, lambda obs, it=iter(actions): next(it), JRP.horizon, seed=3)
+    episodes = env.episodes
+    assert episodes.size == B
+    state = episodes.state
+    high = torch.as_tensor(env.single_action_space["quantity"].high)
+    fixed_paid = 0
+    for t, action in enumerate(actions):
+        np.testing.assert_array_equal(out["obs"][t], JRP.observe(state, t, episodes).numpy())
+        choice = torch.as_tensor(action["order"])
+        quantity = torch.minimum(torch.as_tensor(action["quantity"]), high)
+        ordered = torch.where(choice[:, None] == 1, quantity, torch.zeros_like(quantity))
+        state, cost = JRP.step(state, choice, ordered, t, episodes)
+        np.testing.assert_array_equal(out["reward"][t], -cost.double().numpy())
+        np.testing.assert_array_equal(out["info"][t]["ordered"], ordered.numpy())
+        fixed_paid += int(choice.sum())
+    np.testing.assert_array_equal(out["obs"][-1], JRP.observe(state, JRP.horizon, episodes).numpy())
+    rewards = np.stack(out["reward"])
+    assert rewards.std() > 0 and 0 < fixed_paid < B * JRP.horizon  # both choices were played
+
+
+def test_jrp_no_order_orders_nothing_whatever_the_quantities():
+    F = JRP.joint_fixed_cost
+    high = envs.JRPEnv(JRP).action_space["quantity"].high
+
+    def run(order, quantity):
+        return _play(envs.JRPEnv(JRP), lambda obs: dict(order=order, quantity=quantity), JRP.horizon, seed=4)
+
+    ignored = run(0, high)  # the largest quantities, but no order
+    nothing = run(0, np.zeros(3, dtype=np.float32))
+    free = run(1, np.zeros(3, dtype=np.float32))  # an order of nothing still pays F
+    np.testing.assert_array_equal(np.stack(ignored["obs"]), np.stack(nothing["obs"]))
+    np.testing.assert_array_equal(ignored["reward"], nothing["reward"])
+    assert all((i["ordered"] == 0).all() for i in ignored["info"])
+    np.testing.assert_array_equal(np.stack(free["obs"]), np.stack(nothing["obs"]))
+    np.testing.assert_allclose(np.array(nothing["reward"]) - np.array(free["reward"]), F, rtol=1e-6)
+    # the cost of a period without an order is the items' holding and backlog cost alone
+    env = envs.JRPEnv(JRP)
+    env.reset(seed=4)
+    state = env.episodes.state
+    _, reward, *_ = env.step(dict(order=0, quantity=high))
+    _, cost = JRP.step(state, torch.tensor([0]), torch.zeros(1, 3), 0, env.episodes)
+    demand = env.episodes.noise[0, JRP.history].double()  # the first period starts empty: all of it backlogged
+    assert reward == -float(cost[0]) == pytest.approx(-float((JRP.underage_cost.double() * demand).sum()), rel=1e-6)
+    # ... and an order shows in the pipeline (last slot, in units of the mean demand)
+    obs, reward, *_ = env.step(dict(order=1, quantity=high))
+    np.testing.assert_allclose(obs.reshape(3, -1)[:, JRP.lead_time - 1], high / JRP.mean.numpy(), rtol=1e-6)
+    assert -reward >= F
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_jrp_truncated_at_the_horizon_and_never_terminated(mode):
+    env = envs.JRPVectorEnv(JRP, num_envs=3, autoreset_mode=mode)
+    actions = _jrp_actions(JRP, 3, JRP.horizon, seed=0)
+    out = _play(env, lambda obs, it=iter(actions): next(it), JRP.horizon, seed=0)
+    truncated = np.stack(out["truncated"])
+    assert not np.stack(out["terminated"]).any()
+    assert not truncated[:-1].any() and truncated[-1].all()
+    single = _play(envs.JRPEnv(JRP), lambda obs: dict(order=1, quantity=np.full(3, 5.0, np.float32)),
+                   JRP.horizon, seed=0)
+    assert single["truncated"] == [False] * (JRP.horizon - 1) + [True] and not any(single["terminated"])
+    if mode == "disabled":
+        with pytest.raises(ResetNeeded):
+            env.step(actions[0])
+
+
+def test_jrp_seeding_is_deterministic():
+    actions = _jrp_actions(JRP, 4, JRP.horizon, seed=2)
+
+    def run(seed):
+        out = _play(envs.JRPVectorEnv(JRP, num_envs=4), lambda obs, it=iter(actions): next(it), JRP.horizon,
+                    seed=seed)
+        return np.stack(out["obs"]), np.stack(out["reward"])
+
+    torch.rand(3), np.random.rand(3)  # unrelated global random activity must not matter
+    a, b, c = run(7), run(7), run(8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1]) and not np.array_equal(a[0][0], c[0][0])
+    # the single environment is sub-environment 0 of the vector environment with the same seed
+    single = _play(envs.JRPEnv(JRP), lambda obs, it=iter(actions): {k: v[0] for k, v in next(it).items()},
+                   JRP.horizon, seed=7)
+    np.testing.assert_array_equal(np.stack(single["obs"]), a[0][:, 0])
+    np.testing.assert_array_equal(np.array(single["reward"]), a[1][:, 0])
+
+
+def test_jrp_new_episodes_and_out_of_step_sub_environments():
+    env = envs.JRPVectorEnv(JRP, num_envs=3, autoreset_mode="next_step")
+    env.reset(seed=0)
+    first = env.episodes
+    actions = _jrp_actions(JRP, 3, JRP.horizon + 1, seed=5)
+    for action in actions:
+        env.step(action)
+    assert env.episodes is not first and not torch.equal(env.episodes.noise, first.noise)
+    # a sub-environment restarted apart plays its own periods of its own episode
+    env = envs.JRPVectorEnv(JRP, num_envs=3, autoreset_mode="disabled")
+    env.reset(seed=1)
+    env.step(actions[0])
+    before = env.episodes
+    state = env._state.clone()
+    env.reset(options={"reset_mask": np.array([False, True, False])})
+    data = env.episodes
+    assert torch.equal(data.noise[[0, 2]], before.noise[[0, 2]]) and not torch.equal(data.noise[1], before.noise[1])
+    state[1] = data.state[1]
+    periods = np.array([1, 0, 1])
+    for k in range(1, 4):
+        obs, reward, *_ = env.step(actions[k])
+        choice = torch.as_tensor(actions[k]["order"])
+        quantity = torch.as_tensor(actions[k]["quantity"])
+        ordered = torch.where(choice[:, None] == 1, quantity, torch.zeros_like(quantity))
+        for b in range(3):
+            row = slice(b, b + 1)
+            next_state, cost = JRP.step(state[row], choice[row], ordered[row], int(periods[b]), data[row])
+            assert reward[b] == -float(cost[0]), (k, b)
+            state[b] = next_state[0]
+        periods += 1
+        np.testing.assert_array_equal(obs, JRP.observe(state, 0, data).numpy())
