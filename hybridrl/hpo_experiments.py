@@ -30,7 +30,7 @@ from . import __version__
 from ._config import check_choice, check_int
 from .cache import cached
 from .experiments import GridResult, check_profile
-from .hpo import HybridConfig, evaluate_hybrid, train_hybrid
+from .hpo import HybridConfig, evaluate_hybrid, reported, train_hybrid
 from .lqr import SwitchedLQR, best_fixed_mode_cost, relaxed_lower_bound, riccati_cost, sample_splits
 from .reporting import device_name, git_commit
 
@@ -97,6 +97,26 @@ def _problem(dim: int, modes: int, variant: str) -> SwitchedLQR:
     return SwitchedLQR(dim=dim, modes=modes, variant=variant)
 
 
+def _cached_run(experiment: str, problem, method: str, config: HybridConfig, sizes: tuple, splits, fields: dict,
+                force: bool) -> dict:
+    """Train ``config`` on ``splits()`` (train, dev, test), test greedily, and cache the record under a key made
+    of everything that determines it. ``test_cost`` is the problem's reported metric (:func:`hpo.reported`)."""
+    description = dict(experiment=experiment, problem=repr(problem), method=method, config=asdict(config),
+                       sizes=sizes, version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        torch.set_num_threads(1)
+        data = splits()
+        result = train_hybrid(problem, data.train, data.dev, config)
+        test = reported(problem, evaluate_hybrid(result.policy, problem, data.test))
+        return dict(**fields, method=method, seed=config.seed, test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
+                    dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
+                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                    computed_device=device_name("cpu"), history=result.history)
+
+    return cached(f"hpo/{experiment}/{method}", description, compute, force=force)
+
+
 def run_lqr(dim: int, modes: int, variant: str, method: str, seed: int, profile: str = "quick", *,
             force: bool = False) -> dict:
     """One training run on one S-LQR cell, cached: a record with ``test_cost`` and the dev history."""
@@ -105,21 +125,9 @@ def run_lqr(dim: int, modes: int, variant: str, method: str, seed: int, profile:
     budget = lqr_budget(profile)
     problem = _problem(dim, modes, variant)
     config = replace(budget.configs[method], seed=seed)
-    description = dict(experiment="switched_lqr", problem=repr(problem), method=method, config=asdict(config),
-                       sizes=(budget.n_train, budget.n_dev, budget.n_test), version=__version__, format=RESULT_FORMAT)
-
-    def compute() -> dict:
-        torch.set_num_threads(1)
-        splits = sample_splits(problem, budget.n_train, budget.n_dev, budget.n_test)
-        result = train_hybrid(problem, splits.train, splits.dev, config)
-        test = evaluate_hybrid(result.policy, problem, splits.test).sum(-1)
-        return dict(dim=dim, modes=modes, variant=variant, method=method, seed=seed,
-                    test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
-                    dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
-                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
-                    computed_device=device_name("cpu"), history=result.history)
-
-    return cached(f"hpo/switched_lqr/{method}", description, compute, force=force)
+    sizes = (budget.n_train, budget.n_dev, budget.n_test)
+    return _cached_run("switched_lqr", problem, method, config, sizes,
+                       lambda: sample_splits(problem, *sizes), dict(dim=dim, modes=modes, variant=variant), force)
 
 
 def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -> dict:
@@ -251,21 +259,9 @@ def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, force
     budget = jrp_budget(profile)
     problem = JointReplenishment(items, horizon=budget.horizon, warmup=budget.warmup)
     config = replace(budget.configs[method], seed=check_int("seed", seed, minimum=0))
-    description = dict(experiment="jrp", problem=repr(problem), method=method, config=asdict(config),
-                       sizes=(budget.n_train, budget.n_dev, budget.n_test), version=__version__, format=RESULT_FORMAT)
-
-    def compute() -> dict:
-        torch.set_num_threads(1)
-        splits = sample_jrp_splits(problem, budget.n_train, budget.n_dev, budget.n_test)
-        result = train_hybrid(problem, splits.train, splits.dev, config)
-        test = problem.reported(evaluate_hybrid(result.policy, problem, splits.test))
-        return dict(n_items=items, method=method, seed=seed, joint_fixed_cost=problem.joint_fixed_cost,
-                    test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
-                    dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
-                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
-                    computed_device=device_name("cpu"), history=result.history)
-
-    return cached(f"hpo/jrp/{method}", description, compute, force=force)
+    sizes = (budget.n_train, budget.n_dev, budget.n_test)
+    return _cached_run("jrp", problem, method, config, sizes, lambda: sample_jrp_splits(problem, *sizes),
+                       dict(n_items=items, joint_fixed_cost=problem.joint_fixed_cost), force)
 
 
 def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, workers: int | None = None,
