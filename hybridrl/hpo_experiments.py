@@ -314,6 +314,20 @@ def compare_methods(table: pd.DataFrame, better: str, worse: str, keys=LQR_CELL,
     return pd.DataFrame(rows)
 
 
+def learning_curves(history: pd.DataFrame, *, task: str, value: str = "gap") -> dict[str, pd.DataFrame]:
+    """Per method, the IQM of ``value`` over seeds × tasks at every dev evaluation with a 95 % stratified-bootstrap
+    band (:func:`hybridrl.stats.curve`) and the median wall-clock seconds there: the input of
+    :func:`hybridrl.plots.learning_curves` (columns ``step, seconds, estimate, low, high, runs, tasks``)."""
+    from . import stats
+
+    curves = {}
+    for method, part in history.groupby("method"):
+        curve = stats.curve(part, x="update", task=task, value=value, statistic="iqm")
+        seconds = part.groupby("update").seconds.median()
+        curves[method] = curve.merge(seconds, left_on="update", right_index=True).rename(columns={"update": "step"})
+    return curves
+
+
 def published_lqr_comparison(profile: str = "quick") -> pd.DataFrame:
     """Every published S-LQR row (HPO spec §10.5) beside what our problem gives for the same (p, J).
 

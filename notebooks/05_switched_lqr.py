@@ -49,7 +49,7 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hybridrl import experiments, hpo_experiments, plots, reporting, stats
+from hybridrl import experiments, hpo_experiments, plots, reporting
 
 experiments.check_profile(profile)
 started = time.time()
@@ -147,12 +147,7 @@ ax.legend()
 history = runs.history.merge(references, on=hpo_experiments.LQR_CELL)
 history = history[history.variant == "switched"].assign(
     gap=lambda d: 100 * (d.dev_cost / d.best_fixed_mode - 1), cell=lambda d: d.dim.astype(str) + "/" + d.modes.astype(str))
-curves = {}
-for method, part in history.groupby("method"):
-    cells = part.cell.unique()
-    curve = stats.curve(part, x="update", task="cell", value="gap", statistic="iqm")
-    seconds = part.groupby("update").seconds.median()
-    curves[method] = curve.merge(seconds, left_on="update", right_index=True).rename(columns={"update": "step"})
+curves = hpo_experiments.learning_curves(history, task="cell")
 fig_learning = plots.learning_curves(curves, ylabel="dev cost over best fixed mode (%)",
                                      title=f"Switched LQR ({profile})")
 

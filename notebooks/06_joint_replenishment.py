@@ -54,7 +54,7 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hybridrl import experiments, hpo_experiments, plots, reporting, stats
+from hybridrl import experiments, hpo_experiments, plots, reporting
 from hybridrl.reproduction import JRP_PUBLISHED
 
 experiments.check_profile(profile)
@@ -122,11 +122,7 @@ ax.legend()
 # %%
 floor = runs.history.groupby("n_items").dev_cost.min().rename("floor")
 history = runs.history.merge(floor, on="n_items").assign(gap=lambda d: 100 * (d.dev_cost / d.floor - 1))
-curves = {}
-for method, part in history.groupby("method"):
-    curve = stats.curve(part, x="update", task="n_items", value="gap", statistic="iqm")
-    seconds = part.groupby("update").seconds.median()
-    curves[method] = curve.merge(seconds, left_on="update", right_index=True).rename(columns={"update": "step"})
+curves = hpo_experiments.learning_curves(history, task="n_items")
 fig_learning = plots.learning_curves(curves, ylabel="dev cost over the best dev cost (%)",
                                      title=f"Joint replenishment ({profile})")
 
