@@ -109,3 +109,37 @@ def time_to_gap(
 def _sync(device) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
+
+
+@dataclass
+class UpdateTiming:
+    problem: str
+    method: str
+    device: str
+    batch_size: int
+    hidden: tuple[int, ...]
+    seconds: float
+    """Seconds per policy update (rollout, every loss and optimizer step of the method), median of ``repeats``."""
+    spread: tuple[float, float]
+    """Lowest and highest of the repeats."""
+
+
+def time_hybrid_updates(problem, splits, config, *, updates: int = 4, repeats: int = 3, name: str = "") -> UpdateTiming:
+    """Seconds per policy update of :func:`hybridrl.hpo.train_hybrid` with ``config`` on ``problem``.
+
+    Each repeat trains ``1`` and ``1 + updates`` updates with the dev evaluation only at the end, and takes the
+    difference over ``updates``: set-up, the first (warm-up) update and the dev evaluation cancel out.
+    """
+    from .hpo import train_hybrid
+
+    def seconds(n: int) -> float:
+        run = replace(config, updates=n, dev_every=n)
+        _sync(run.device)
+        t0 = time.perf_counter()
+        train_hybrid(problem, splits.train, splits.dev, run)
+        _sync(run.device)
+        return time.perf_counter() - t0
+
+    per_update = sorted((seconds(1 + updates) - seconds(1)) / updates for _ in range(repeats))
+    return UpdateTiming(name or type(problem).__name__, config.method, config.device, config.batch_size,
+                        tuple(config.hidden), statistics.median(per_update), (per_update[0], per_update[-1]))

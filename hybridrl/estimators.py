@@ -123,3 +123,48 @@ def relative_variance(samples: Tensor, reference: Tensor | None = None) -> float
     mean = samples.mean(0)
     scale = (mean if reference is None else reference).pow(2).sum()
     return float((samples - mean).pow(2).sum(1).mean() / scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three terms apart: the cross-term study (HPO spec §10.7)
+# ----------------------------------------------------------------------------------------------------------------
+def _flat_grad(loss: Tensor, params: list[Tensor]) -> Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
+
+
+def mixed_terms(trajectory, continuous: list[Tensor], discrete: list[Tensor], *,
+                baseline: Tensor | None = None) -> dict[str, Tensor]:
+    """The exact mixed estimate of one rollout, term by term, as flat vectors.
+
+    ``pathwise`` = G_PW and ``cross`` = G_X on the continuous parameters, ``score_function`` = G_SF on the
+    discrete ones (:func:`mixed`'s scale and baseline). The cost does not depend on θ_D, and ``log π^D`` depends on
+    θ_C only through the state, so ``pathwise + cross`` and ``score_function`` are exactly :func:`mixed`'s
+    gradient on θ_C and θ_D (tests/test_hybrid.py).
+    """
+    returns = cost_to_go(trajectory.cost.detach())
+    b = leave_one_out_mean(returns) if baseline is None else baseline.detach()
+    advantage = returns - b
+    return {
+        "pathwise": _flat_grad(trajectory.cost.sum(-1).mean(), continuous),
+        "cross": _flat_grad((trajectory.log_prob * advantage).sum(-1).mean(), continuous),
+        "score_function": _flat_grad((trajectory.log_prob_fixed_state * advantage).sum(-1).mean(), discrete),
+    }
+
+
+def signal_and_noise(samples: Tensor) -> dict[str, float]:
+    """How much one batch estimate ``[M, P]`` (M independent batches) tells about its own mean.
+
+    ``alignment`` — the leave-one-out cosine: the mean over batches ``i`` of ``cos(ĝ_i, mean_{j≠i} ĝ_j)``. Near 1
+    the batches agree (signal); near 0 a batch is mostly noise around a small mean (spec §10.7). Leaving ``i``
+    out keeps the batch's own noise out of the mean it is compared with. ``noise`` — :func:`relative_variance`
+    (spread over squared mean norm). ``norm`` — the mean norm of one batch estimate, the size of the step it
+    contributes; ``mean_norm`` — the norm of the mean.
+    """
+    M = samples.shape[0]
+    if M < 2:
+        raise ValueError(f"signal_and_noise needs at least two batch estimates, got {M}")
+    others = leave_one_out_mean(samples)
+    cosine = torch.nn.functional.cosine_similarity(samples, others, dim=1, eps=1e-30)
+    return dict(alignment=float(cosine.mean()), noise=relative_variance(samples),
+                norm=float(samples.norm(dim=1).mean()), mean_norm=float(samples.mean(0).norm()))

@@ -39,6 +39,14 @@ Methods (``HybridConfig.method``):
     ``ppo_epochs`` minibatch epochs with early stopping; nothing is differentiated through the simulator.
     The PPO implementation details we follow: orthogonal initialisation, Adam with eps 1e-5, per-batch
     advantage normalisation, optional value clipping, gradient-norm clipping, approximate-KL early stop.
+``gumbel_st``
+    The purely pathwise baseline (spec §6): the choices are relaxed by the Gumbel-softmax
+    (:func:`hybridrl.hybrid.relaxed_rollout`; straight-through by default: the simulator sees hard choices, the
+    gradient flows through the relaxed weights), and both networks follow the gradient of the std-scaled mean
+    cost over the same window as HPO's pathwise loss. No score function, no value network. The temperature
+    decays geometrically from ``temperature_start`` to ``temperature_end`` (the reference's schedule is unknown:
+    ours is a documented choice). The gradient is biased — the relaxation is not the simulator — which is the
+    point of the comparison.
 
 Learning rates anneal linearly from the base rate (``lr_k = lr_0 · (1 − k/K)`` when ``anneal``, computed from
 the base rate, never compounded: spec R2); the entropy coefficient anneals linearly from ``entropy_start`` to
@@ -59,9 +67,9 @@ from torch import Tensor, nn
 from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
 from .estimators import cost_to_go, mixed
 from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
-                     mlp)
+                     mlp, relaxed_rollout)
 
-METHODS = ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo")
+METHODS = ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo", "gumbel_st")
 
 
 @dataclass(frozen=True)
@@ -101,9 +109,18 @@ class HybridConfig:
     """Periods left out of the pathwise loss at each end of the horizon (HPO practical scheme)."""
     bootstrap: bool = False
     """Bootstrap the advantages with V at the horizon (a truncated infinite-horizon problem) or not."""
+    temperature_start: float = 1.0
+    """Gumbel-softmax only: the temperature of the first update ..."""
+    temperature_end: float = 0.1
+    """... and of the last (geometric decay)."""
+    straight_through: bool = True
+    """Gumbel-softmax only: hard choices forward, relaxed gradient backward."""
     continuous_shift: float = 0.0
     """Added to the continuous network's pre-activations (the JRP uses 1.0: a first order of softplus(1)·μ)."""
     dev_every: int = 20
+    device: str = "cpu"
+    """Where to train: ``"cpu"``, ``"cuda[:k]"`` or ``"auto"`` (episodes are moved there; results come back
+    to the CPU)."""
     seed: int = 0
     """Algorithm seed: initial weights, choice sampling, exploration noise, batch order (data seeds are apart)."""
 
@@ -113,7 +130,9 @@ class HybridConfig:
             check_int(name, getattr(self, name), minimum=1)
         check_int("buffer_periods", self.buffer_periods, minimum=0)
         check_int("seed", self.seed, minimum=0)
-        for name in ("lr", "clip", "exploration_std", "pathwise_coef"):
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        for name in ("lr", "clip", "exploration_std", "pathwise_coef", "temperature_start", "temperature_end"):
             check_positive(name, getattr(self, name))
         for name in ("vf_coef", "entropy_start", "entropy_end"):
             check_nonnegative(name, getattr(self, name))
@@ -151,9 +170,11 @@ def reported(problem: HybridProblem, cost: Tensor) -> Tensor:
 
 
 def evaluate_hybrid(policy: HybridPolicy, problem: HybridProblem, episode: Episode, chunk: int = 4096) -> Tensor:
-    """Greedy costs ``[N, T]`` (argmax choice, mean continuous action), without gradients."""
+    """Greedy costs ``[N, T]`` (argmax choice, mean continuous action), without gradients, on the CPU; the episodes
+    are moved chunk by chunk to the policy's device."""
+    device = next(policy.parameters()).device
     with torch.no_grad():
-        parts = [hybrid_rollout(policy, problem, episode[i: i + chunk], greedy=True).cost
+        parts = [hybrid_rollout(policy, problem, episode[i: i + chunk].to(device), greedy=True).cost.cpu()
                  for i in range(0, episode.size, chunk)]
     return torch.cat(parts)
 
@@ -212,10 +233,20 @@ def train_hybrid(
     action_map: Callable[[Tensor], Tensor] | None = None,
     progress: bool = False,
     description: str = "",
+    callback: Callable[[int, HybridPolicy, nn.Module], dict | None] | None = None,
 ) -> HybridResult:
-    """Train a hybrid policy on ``problem`` with ``config.method``; select the best greedy policy on ``dev``."""
+    """Train a hybrid policy on ``problem`` with ``config.method``; select the best greedy policy on ``dev``.
+
+    ``callback(update, policy, value)``, if given, runs after every dev evaluation (a frozen checkpoint: e.g. the
+    gradient study of :func:`hybridrl.hpo_experiments.alignment_study`); a dict it returns is added to that
+    evaluation's history row. It must not change the parameters.
+    """
+    from .train import resolve_device
+
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # nothing here should draw from the global generator; this guards the rest
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    train, dev = train.to(device), dev.to(device)
     if policy is None:
         action_map = action_map or getattr(problem, "action_map", None)
         policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=config.hidden,
@@ -224,8 +255,8 @@ def train_hybrid(
     value = mlp([problem.observation_dim, *config.value_hidden, 1], config.activation,
                 torch.Generator().manual_seed(config.seed + 10_000), head_std=1.0)
     dtype = train.state.dtype
-    policy.to(dtype)
-    value.to(dtype)
+    policy.to(device, dtype)
+    value.to(device, dtype)
     groups = {"continuous": policy.continuous_parameters(), "discrete": policy.discrete_parameters(),
               "value": list(value.parameters())}
     optimizer = torch.optim.Adam([
@@ -248,7 +279,7 @@ def train_hybrid(
     for update in iterator:
         k = (update - 1) % batches_per_pass
         if k == 0:
-            order = torch.randperm(train.size, generator=generator)
+            order = torch.randperm(train.size, generator=generator, device=device)
         batch = train[order[k * config.batch_size: (k + 1) * config.batch_size]]
         frac = (update - 1) / config.updates
         for group, lr in zip(optimizer.param_groups, base_lrs):
@@ -256,6 +287,8 @@ def train_hybrid(
         entropy_coef = config.entropy_start + frac * (config.entropy_end - config.entropy_start)
         if config.method == "ppo":
             cost = _ppo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef)
+        elif config.method == "gumbel_st":
+            cost = _gumbel_update(policy, problem, batch, config, optimizer, groups, generator, frac)
         elif config.method.startswith("exact"):
             cost = _exact_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef)
         else:
@@ -266,6 +299,10 @@ def train_hybrid(
             result.history.append(dict(update=update, seconds=time.time() - started,
                                        train_cost=sum(train_costs) / len(train_costs), dev_cost=dev_cost))
             train_costs = []
+            if callback is not None:  # its time is not training time
+                paused = time.time()
+                result.history[-1].update(callback(update, policy, value) or {})
+                started += time.time() - paused
             if dev_cost < result.best_dev:
                 result.best_dev, result.best_update = dev_cost, update
                 best = copy.deepcopy(policy.state_dict())
@@ -323,7 +360,7 @@ def _ppo_epochs(policy, value, traj, advantages, returns, old_values, old_log_pr
     B = observation.shape[0]
     size = max(1, B // config.minibatches)
     for epoch in range(first_epoch, config.ppo_epochs):
-        order = torch.randperm(B, generator=generator)
+        order = torch.randperm(B, generator=generator, device=observation.device)
         stop = False
         for i in range(0, B, size):
             idx = order[i: i + size]
@@ -379,6 +416,21 @@ def _hpo_update(policy, value, problem, batch, config, optimizer, groups, genera
         _ppo_epochs(policy, value, traj, advantages, returns, old_values, traj.log_prob_fixed_state.detach(), config,
                     optimizer, groups, entropy_coef, generator, first_epoch=1, continuous=False)
     return float(traj.cost.detach().sum(-1).mean())
+
+
+def _gumbel_update(policy, problem, batch, config, optimizer, groups, generator, frac: float) -> float:
+    """One pathwise step through the Gumbel-softmax-relaxed simulator (module docstring, ``gumbel_st``)."""
+    temperature = config.temperature_start * (config.temperature_end / config.temperature_start) ** frac
+    cost = relaxed_rollout(policy, problem, batch, generator=generator, temperature=temperature,
+                           straight_through=config.straight_through)
+    T = cost.shape[1]
+    window = slice(config.buffer_periods, T - config.buffer_periods)
+    loss = config.pathwise_coef * cost[:, window].mean() / cost.detach().std().clamp(min=1e-8)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _clip_groups(groups, config.max_grad_norm)
+    optimizer.step()
+    return float(cost.detach().sum(-1).mean())
 
 
 def _ppo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef) -> float:

@@ -31,11 +31,12 @@ from ._config import check_choice, check_int
 from .cache import cached
 from .experiments import GridResult, check_profile
 from .hpo import HybridConfig, evaluate_hybrid, reported, train_hybrid
-from .lqr import SwitchedLQR, best_fixed_mode_cost, relaxed_lower_bound, riccati_cost, sample_splits
+from .lqr import (SwitchedLQR, best_fixed_mode_cost, relaxed_lower_bound, riccati_cost, sample_splits,
+                  switched_optimum)
 from .reporting import device_name, git_commit
 
 RESULT_FORMAT = 1
-LQR_METHODS = ("hpo_full", "hpo_decentralized", "ppo")
+LQR_METHODS = ("hpo_full", "hpo_decentralized", "ppo", "gumbel_st")
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,16 @@ def _lqr_configs(updates: int, hidden: tuple[int, ...], batch: int, ppo_epochs: 
     return hpo, ppo
 
 
-def _budget(cells, seeds, sizes, updates, hidden, batch, ppo_epochs, minibatches, continuous_lr, ppo_lr):
+def _budget(cells, seeds, sizes, updates, hidden, batch, ppo_epochs, minibatches, continuous_lr, ppo_lr,
+            device="cpu"):
     hpo, ppo = _lqr_configs(updates, hidden, batch, ppo_epochs, minibatches)
+    hpo, ppo = dict(hpo, device=device), dict(ppo, device=device)
     configs = {
         "hpo_full": HybridConfig(**dict(hpo, method="hpo_full", continuous_lr=continuous_lr)),
         "hpo_decentralized": HybridConfig(**dict(hpo, method="hpo_decentralized", continuous_lr=continuous_lr)),
         "ppo": HybridConfig(**dict(ppo, lr=ppo_lr)),
+        # the Gumbel-softmax baseline: HPO's networks, learning rates and pathwise scaling, nothing else
+        "gumbel_st": HybridConfig(**dict(hpo, method="gumbel_st", continuous_lr=continuous_lr)),
     }
     return LQRBudget(tuple(cells), tuple(seeds), *sizes, configs)
 
@@ -85,7 +90,7 @@ LQR_BUDGETS = {
         [(p, J, v) for v in ("switched", "single_mode") for p in _PAPER_DIMS for J in (1, 2, 4, 6, 8)
          if not (v == "single_mode" and J == 1)],
         tuple(range(11)), (1024, 1024, 1024), updates=4000, hidden=(512, 512), batch=128, ppo_epochs=5,
-        minibatches=4, continuous_lr=1e-3, ppo_lr=2e-4),
+        minibatches=4, continuous_lr=1e-3, ppo_lr=2e-4, device="auto"),
 }
 
 
@@ -112,7 +117,7 @@ def _cached_run(experiment: str, problem, method: str, config: HybridConfig, siz
         return dict(**fields, method=method, seed=config.seed, test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
                     dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
                     run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
-                    computed_device=device_name("cpu"), history=result.history)
+                    computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
 
     return cached(f"hpo/{experiment}/{method}", description, compute, force=force)
 
@@ -130,29 +135,50 @@ def run_lqr(dim: int, modes: int, variant: str, method: str, seed: int, profile:
                        lambda: sample_splits(problem, *sizes), dict(dim=dim, modes=modes, variant=variant), force)
 
 
-def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -> dict:
-    """Exact and reference costs of one cell on its test trajectories.
+REFERENCE_MAX_MATRICES = 2000
+"""Cap on the pruned value sets of :func:`hybridrl.lqr.switched_optimum` in the experiments: every J = 2 cell
+up to p = 48 needs fewer than 150 forms, and J ≥ 4 cells with p ≥ 3 outgrow any cap we tried (p = 3, J = 4
+levels off near 24000 after 200 s), so a small cap only makes the hopeless cells fail fast."""
 
-    ``optimal`` — the finite-horizon Riccati controller's cost where it is provably optimal (one choice: ``J =
-    1`` or the single-mode variant; see :func:`hybridrl.lqr.riccati_cost`), else NaN. ``best_fixed_mode`` —
-    the best single mode per trajectory with its Riccati controller (an upper bound on the switched optimum);
-    ``lower_bound`` — :func:`hybridrl.lqr.relaxed_lower_bound`.
+
+def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -> dict:
+    """Exact and reference costs of one cell on its test trajectories (cached: the exact switched optimum takes
+    seconds where it exists and as long to find out that it is out of reach).
+
+    ``optimal`` — the exact optimum where it is known: with one choice (``J = 1`` or the single-mode variant) the
+    finite-horizon Riccati controller (:func:`hybridrl.lqr.riccati_cost`); with several, the dynamic
+    programme over modes (:func:`hybridrl.lqr.switched_optimum`) when its pruned value sets stay small (all
+    ``J = 2`` cells; NaN otherwise) — in both cases only when the clamp certificate holds on every test
+    trajectory. ``best_fixed_mode`` — the best single mode per trajectory with its Riccati controller (an upper
+    bound on the switched optimum); ``lower_bound`` — :func:`hybridrl.lqr.relaxed_lower_bound`.
     """
     budget = lqr_budget(profile)
     problem = _problem(dim, modes, variant)
-    test = sample_splits(problem, budget.n_train, budget.n_dev, budget.n_test).test
-    one_choice = problem.n_choices == 1
-    riccati = riccati_cost(problem, test, 0)
-    optimal = float(riccati.simulated.mean()) if one_choice and bool(riccati.optimal.all()) else math.nan
-    best = best_fixed_mode_cost(problem, test)[0]
-    return dict(dim=dim, modes=modes, variant=variant, optimal=optimal,
-                riccati_mode0=float(riccati.simulated.mean()), best_fixed_mode=float(best.simulated.mean()),
-                lower_bound=float(relaxed_lower_bound(problem, test).mean()))
+    description = dict(experiment="lqr_references", problem=repr(problem), sizes=(budget.n_train, budget.n_dev,
+                       budget.n_test), max_matrices=REFERENCE_MAX_MATRICES, version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        test = sample_splits(problem, budget.n_train, budget.n_dev, budget.n_test).test
+        riccati = riccati_cost(problem, test, 0)
+        if problem.n_choices == 1:
+            optimal = float(riccati.simulated.mean()) if bool(riccati.optimal.all()) else math.nan
+        else:
+            try:
+                exact = switched_optimum(problem, test, max_matrices=REFERENCE_MAX_MATRICES)
+                optimal = float(exact.simulated.mean()) if bool(exact.optimal.all()) else math.nan
+            except ValueError:  # the pruned value sets grew past the cap: no exact optimum for this cell
+                optimal = math.nan
+        best = best_fixed_mode_cost(problem, test)[0]
+        return dict(dim=dim, modes=modes, variant=variant, optimal=optimal,
+                    riccati_mode0=float(riccati.simulated.mean()), best_fixed_mode=float(best.simulated.mean()),
+                    lower_bound=float(relaxed_lower_bound(problem, test).mean()))
+
+    return cached("hpo/lqr_references", description, compute)
 
 
 def _run_job(job) -> dict:
     kind, args, force = job
-    return {"lqr": run_lqr, "jrp": run_jrp}[kind](*args, force=force)
+    return {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[kind](*args, force=force)
 
 
 def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str) -> list[dict]:
@@ -205,7 +231,7 @@ def _with_progress(iterable, total: int, progress: bool, description: str) -> li
 # ----------------------------------------------------------------------------------------------------------------
 # Joint replenishment (HPO spec §7.2)
 # ----------------------------------------------------------------------------------------------------------------
-JRP_METHODS = ("hpo_full", "hpo_decentralized", "ppo")
+JRP_METHODS = ("hpo_full", "hpo_decentralized", "ppo", "gumbel_st")
 
 
 @dataclass(frozen=True)
@@ -221,18 +247,19 @@ class JRPBudget:
 
 
 def _jrp_budget(items, seeds, sizes, horizon, warmup, updates, hidden, batch, ppo_epochs=5, minibatches=4,
-                continuous_lr=1e-3, ppo_lr=1e-4):
+                continuous_lr=1e-3, ppo_lr=1e-4, device="cpu"):
     # spec §9 (JRP): lr 1e-3 (PPO 1e-4), clip 0.15, γ 0.93, λ 0.96, 5 epochs x 4 minibatches, vf 0.15,
     # pathwise_coef 5, entropy 0.5 -> 0.001, 20 buffer periods, max_grad_norm 5, continuous_shift 1, target_kl 0.015
     common = dict(updates=updates, batch_size=batch, hidden=hidden, value_hidden=hidden, dev_every=max(1, updates // 10),
                   clip=0.15, gamma=0.93, gae_lambda=0.96, ppo_epochs=ppo_epochs, minibatches=minibatches,
                   vf_coef=0.15, entropy_start=0.5, entropy_end=0.001, max_grad_norm=5.0, continuous_shift=1.0,
-                  target_kl=0.015, bootstrap=True, buffer_periods=min(20, horizon // 5))
+                  target_kl=0.015, bootstrap=True, buffer_periods=min(20, horizon // 5), device=device)
     configs = {
         "hpo_full": HybridConfig(**common, method="hpo_full", lr=1e-3, continuous_lr=continuous_lr, pathwise_coef=5.0),
         "hpo_decentralized": HybridConfig(**common, method="hpo_decentralized", lr=1e-3, continuous_lr=continuous_lr,
                                           pathwise_coef=5.0),
         "ppo": HybridConfig(**common, method="ppo", lr=ppo_lr),
+        "gumbel_st": HybridConfig(**common, method="gumbel_st", lr=1e-3, continuous_lr=continuous_lr, pathwise_coef=5.0),
     }
     return JRPBudget(tuple(items), tuple(seeds), *sizes, horizon, warmup, configs)
 
@@ -243,7 +270,7 @@ JRP_BUDGETS = {
     "quick": _jrp_budget((1, 5, 20, 50), (0, 1), (512, 256, 512), horizon=60, warmup=16, updates=200, hidden=(64, 64),
                          batch=64, ppo_epochs=4, minibatches=4, continuous_lr=3e-3, ppo_lr=3e-4),
     "paper": _jrp_budget((1, 3, 5, 7, 10, 20, 30, 50), tuple(range(11)), (1024, 1024, 1024), horizon=100, warmup=16,
-                         updates=1600, hidden=(512, 512), batch=128),
+                         updates=1600, hidden=(512, 512), batch=128, device="auto"),
 }
 
 
@@ -262,6 +289,35 @@ def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, force
     sizes = (budget.n_train, budget.n_dev, budget.n_test)
     return _cached_run("jrp", problem, method, config, sizes, lambda: sample_jrp_splits(problem, *sizes),
                        dict(n_items=items, joint_fixed_cost=problem.joint_fixed_cost), force)
+
+
+JRP_HEURISTICS = {"can_order": False, "independent_s_S": True}
+"""The classical benchmarks (:func:`hybridrl.jrp.tune_can_order`): name -> ``independent``."""
+
+
+def jrp_heuristic(items: int, method: str, profile: str = "quick", *, force: bool = False) -> dict:
+    """A tuned can-order (or independent (s, S)) policy on the profile's JRP: tuned on the training episodes,
+    ``test_cost`` per item and period on the test episodes (the learned policies' data); cached."""
+    from .jrp import JointReplenishment, sample_jrp_splits, simulate_can_order, tune_can_order
+
+    check_choice("method", method, tuple(JRP_HEURISTICS))
+    budget = jrp_budget(profile)
+    problem = JointReplenishment(items, horizon=budget.horizon, warmup=budget.warmup)
+    sizes = (budget.n_train, budget.n_dev, budget.n_test)
+    description = dict(experiment="jrp_heuristic", problem=repr(problem), method=method, sizes=sizes,
+                       version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        started = time.time()
+        data = sample_jrp_splits(problem, *sizes)
+        fit = tune_can_order(problem, data.train, independent=JRP_HEURISTICS[method])
+        test = problem.reported(simulate_can_order(problem, data.test, fit.levels))
+        return dict(n_items=items, method=method, test_cost=float(test.mean()),
+                    test_se=float(test.std() / math.sqrt(len(test))), train_cost=fit.train_cost,
+                    safety=fit.params.safety, cycle=fit.params.cycle, can_order=fit.params.can_order,
+                    run_seconds=time.time() - started)
+
+    return cached(f"hpo/jrp_heuristic/{method}", description, compute, force=force)
 
 
 def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, workers: int | None = None,
@@ -328,13 +384,30 @@ def learning_curves(history: pd.DataFrame, *, task: str, value: str = "gap") -> 
     return curves
 
 
+def updates_to_target(history: pd.DataFrame, *, task: str, target_pct: float, floor: str = "floor") -> pd.DataFrame:
+    """Sample efficiency (spec §10.4): per run, the first policy update at which the dev cost is within
+    ``target_pct`` % of the task's ``floor`` column (NaN: never within the budget); then per task and method the
+    median over seeds (a run that never reaches the target counts as ``updates + 1``, the paper's cap) and the
+    fraction of runs that reached it."""
+    keys = [task, "method", "seed"]
+    hit = history[history.dev_cost <= history[floor] * (1 + target_pct / 100)]
+    first = hit.groupby(keys).update.min()
+    runs = history.groupby(keys).update.max().rename("budget").to_frame().join(first.rename("reached_at"))
+    runs["capped"] = runs.reached_at.fillna(runs.budget + 1)
+    out = runs.groupby([task, "method"]).agg(median_updates=("capped", "median"), budget=("budget", "max"),
+                                             reached=("reached_at", lambda x: float(x.notna().mean())),
+                                             runs=("capped", "size")).reset_index()
+    return out.assign(target_pct=target_pct)
+
+
 def published_lqr_comparison(profile: str = "quick") -> pd.DataFrame:
     """Every published S-LQR row (HPO spec §10.5) beside what our problem gives for the same (p, J).
 
     For each row: the published HPOFull / HPONoCross / PPO means; our single-mode variant's exact optimum
     (finite-horizon Riccati, on our test trajectories) and the published HPOFull's distance from it; and for
-    the genuinely switched problem, the best-fixed-mode Riccati cost (an upper bound on its optimum) and the
-    relaxed lower bound. Our matrices follow the spec, but the reference's normalisation of G_sym is unknown,
+    the genuinely switched problem, its exact optimum where :func:`lqr_references` has it (NaN otherwise) and
+    the published HPOFull's distance from it, the best-fixed-mode Riccati cost (an upper bound on its optimum)
+    and the relaxed lower bound. Our matrices follow the spec, but the reference's normalisation of G_sym is unknown,
     so the distances measure both the policy and the difference of instances; no training is involved.
     """
     from .reproduction import SLQR_PUBLISHED, SLQR_SWITCHED_ROWS
@@ -347,6 +420,114 @@ def published_lqr_comparison(profile: str = "quick") -> pd.DataFrame:
                          published_hpo_full=full, published_hpo_nocross=nocross, published_ppo=ppo,
                          single_mode_optimal=single["optimal"],
                          hpo_full_vs_single_mode_optimal_pct=100 * (full / single["optimal"] - 1),
+                         switched_optimal=switched["optimal"],
+                         hpo_full_vs_switched_optimal_pct=100 * (full / switched["optimal"] - 1),
                          switched_best_fixed_mode=switched["best_fixed_mode"],
                          switched_lower_bound=switched["lower_bound"]))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The cross-term study (HPO spec §10.7)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlignmentBudget:
+    items: tuple[int, ...]
+    seeds: tuple[int, ...]
+    batches: int
+    """Independent batch estimates per checkpoint."""
+    batch_size: int
+    """Episodes per batch estimate (the paper: 512)."""
+
+
+ALIGNMENT_BUDGETS = {
+    "smoke": AlignmentBudget(items=(2,), seeds=(0,), batches=3, batch_size=8),
+    "quick": AlignmentBudget(items=(5, 20), seeds=(0, 1), batches=16, batch_size=256),
+    "paper": AlignmentBudget(items=(1, 5, 10, 20, 30, 50), seeds=(0, 1, 2), batches=16, batch_size=512),
+}
+ALIGNMENT_TERMS = ("pathwise", "cross", "score_function")
+
+
+def gradient_study(policy, problem, episodes, *, batches: int, batch_size: int, seed: int) -> dict[str, float]:
+    """At frozen parameters: ``batches`` independent estimates of each term of the exact mixed gradient
+    (:func:`hybridrl.estimators.mixed_terms`, batches of ``batch_size`` episodes drawn from ``episodes``), and
+    per term its alignment, noise and norms (:func:`hybridrl.estimators.signal_and_noise`), flattened as
+    ``{term}_{statistic}``; ``pathwise_share`` = E‖ĝ_PW‖ / (E‖ĝ_PW‖ + E‖ĝ_X‖), the pathwise term's share of the
+    continuous parameters' step."""
+    from .estimators import mixed_terms, signal_and_noise
+    from .hybrid import hybrid_rollout
+
+    device = next(policy.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    episodes = episodes.to(device)
+    continuous, discrete = policy.continuous_parameters(), policy.discrete_parameters()
+    samples = {term: [] for term in ALIGNMENT_TERMS}
+    for _ in range(batches):
+        pick = torch.randperm(episodes.size, generator=generator, device=device)[:batch_size]
+        trajectory = hybrid_rollout(policy, problem, episodes[pick], generator=generator)
+        for term, g in mixed_terms(trajectory, continuous, discrete).items():
+            samples[term].append(g.cpu())
+    row = {}
+    for term, values in samples.items():
+        row.update({f"{term}_{k}": v for k, v in signal_and_noise(torch.stack(values)).items()})
+    row["pathwise_share"] = row["pathwise_norm"] / (row["pathwise_norm"] + row["cross_norm"])
+    return row
+
+
+def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool = False) -> dict:
+    """Train HPO-full on the JRP with ``items`` items exactly as :func:`run_jrp` does, and run
+    :func:`gradient_study` on the training episodes at every dev evaluation (a frozen checkpoint); cached.
+    The record's ``history`` has one row per checkpoint: ``update, dev_cost`` and the study's statistics."""
+    from .jrp import JointReplenishment, sample_jrp_splits
+
+    study = ALIGNMENT_BUDGETS[check_profile(profile)]
+    budget = jrp_budget(profile)
+    problem = JointReplenishment(items, horizon=budget.horizon, warmup=budget.warmup)
+    config = replace(budget.configs["hpo_full"], seed=check_int("seed", seed, minimum=0))
+    sizes = (budget.n_train, budget.n_dev, budget.n_test)
+    description = dict(experiment="alignment", problem=repr(problem), config=asdict(config), sizes=sizes,
+                       study=asdict(study), version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        torch.set_num_threads(1)
+        data = sample_jrp_splits(problem, *sizes)
+
+        def checkpoint(update, policy, value):
+            return gradient_study(policy, problem, data.train, batches=study.batches,
+                                  batch_size=min(study.batch_size, data.train.size), seed=seed * 100_003 + update)
+
+        result = train_hybrid(problem, data.train, data.dev, config, callback=checkpoint)
+        return dict(n_items=items, seed=seed, best_dev=result.best_dev, run_seconds=result.seconds,
+                    computed_commit=git_commit(), computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
+
+    return cached("hpo/alignment", description, compute, force=force)
+
+
+def run_alignment_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
+                       progress: bool = True) -> GridResult:
+    """Every (items, seed) of the profile's study, in parallel. ``table``: one row per run; ``history``: one row
+    per checkpoint, with ``gap_pct``, the dev cost over the run's best dev cost (how far the checkpoint is from
+    where training ended up)."""
+    study = ALIGNMENT_BUDGETS[check_profile(profile)]
+    jobs = [("alignment", (n, s, profile), force) for n in study.items for s in study.seeds]
+    records = [dict(r, cells_in_run=1) for r in _run_jobs(jobs, workers, progress, "cross-term study")]
+    result = _grid_result(records, ["n_items", "seed", "best_dev"])
+    history = result.history.assign(gap_pct=lambda d: 100 * (d.dev_cost / d.best_dev - 1))
+    return GridResult(result.table, history)
+
+
+ALIGNMENT_BUCKETS = ((0.0, 2.0, "near"), (2.0, 10.0, "middle"), (10.0, float("inf"), "far"))
+"""Checkpoints by dev cost over the run's best (%): near < 2 ≤ middle < 10 ≤ far."""
+
+
+def alignment_summary(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """The median of every statistic of :func:`gradient_study` per bucket of :data:`ALIGNMENT_BUCKETS`, with the
+    number of checkpoints and the gap range in each."""
+    statistics = [c for c in checkpoints.columns if any(c.startswith(f"{t}_") for t in ALIGNMENT_TERMS)]
+    rows = []
+    for low, high, name in ALIGNMENT_BUCKETS:
+        part = checkpoints[(checkpoints.gap_pct >= low) & (checkpoints.gap_pct < high)]
+        if len(part):
+            rows.append(dict(bucket=name, checkpoints=len(part), gap_low=part.gap_pct.min(),
+                             gap_high=part.gap_pct.max(), **part[statistics].median().to_dict()))
     return pd.DataFrame(rows)

@@ -16,6 +16,8 @@ actions; everything that is not smooth (a fixed ordering cost, a switch of actua
 * :func:`hybrid_rollout` — runs a policy on a batch of episodes and records what the gradient estimators of
   :mod:`hybridrl.estimators` need (:class:`HybridTrajectory`). Choices are sampled with an explicit
   ``torch.Generator`` in training, and taken greedily (argmax) in evaluation.
+* :func:`relaxed_rollout` — the Gumbel-softmax (straight-through) relaxation of the choices, for the purely
+  pathwise baseline (spec §6); it needs the problem's optional ``relaxed_step``.
 
 The three parts of the gradient (spec §4) live in the trajectory's graph: ``cost`` depends on the continuous
 parameters through the actions *with the choices held fixed* (the pathwise term); ``log_prob`` is
@@ -122,7 +124,9 @@ class HybridProblem(Protocol):
     """A batched, differentiable simulator with hybrid actions.
 
     ``step`` must be differentiable in ``state`` and ``action`` for fixed ``choice`` (that is the whole point),
-    and must not branch in Python on data. Costs are per episode and period, ``[B]``.
+    and must not branch in Python on data. Costs are per episode and period, ``[B]``. A problem may also offer
+    ``relaxed_step(state, weights [B, K], actions [B, K, p], period, episode)``, the step with the choice relaxed
+    to weights (equal to ``step`` for one-hot weights), used only by :func:`relaxed_rollout`.
     """
 
     n_choices: int
@@ -317,6 +321,35 @@ def hybrid_rollout(
         entropy=stack["entropy"], choice=stack["choice"], action=stack["action"], observation=stack["obs"],
         final_state=state, log_prob_action=stack.get("lpa"), pre_action=stack.get("pre"),
     )
+
+
+def relaxed_rollout(policy: HybridPolicy, problem: HybridProblem, episode: Episode, *, generator: torch.Generator,
+                    temperature: float, straight_through: bool = True) -> Tensor:
+    """Costs ``[B, T]`` of ``policy`` with its choices relaxed by the Gumbel-softmax, differentiable end to end.
+
+    In every period the weights are ``w = softmax((logits + g)/τ)`` with Gumbel noise ``g = −log(−log U)`` drawn
+    from ``generator``; with ``straight_through`` the simulator sees the hard one-hot of ``argmax w`` while the
+    gradient flows through ``w`` (``hard + w − w.detach()``). The problem must offer ``relaxed_step(state,
+    weights [B, K], actions [B, K, p], period, episode)``, which mixes the choices' actions and features by the
+    weights (spec §2.3, §6) and equals ``step`` for one-hot weights.
+    """
+    check_positive("temperature", temperature)
+    relaxed_step = getattr(problem, "relaxed_step", None)
+    if relaxed_step is None:
+        raise TypeError(f"{type(problem).__name__} has no relaxed_step(state, weights, actions, period, episode): "
+                        "the Gumbel-softmax baseline needs one")
+    state, costs = episode.state, []
+    for t in range(problem.horizon):
+        logits, actions = policy(problem.observe(state, t, episode))
+        uniform = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+        gumbel = -torch.log((-torch.log(uniform.clamp(min=1e-20))).clamp(min=1e-20))
+        weights = torch.softmax((logits + gumbel) / temperature, -1)
+        if straight_through:
+            hard = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
+            weights = hard + weights - weights.detach()
+        state, cost = relaxed_step(state, weights, actions, t, episode)
+        costs.append(cost)
+    return torch.stack(costs, 1)
 
 
 def exact_objective(policy: HybridPolicy, problem: HybridProblem, episode: Episode) -> Tensor:

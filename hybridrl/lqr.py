@@ -40,10 +40,28 @@ References
   for ``J = 1`` this is the exact optimum of the problem.
 * :func:`dare_controller` — the infinite-horizon gain ``K = (R + BᵀPB)⁻¹BᵀPA`` with ``P`` from
   :func:`scipy.linalg.solve_discrete_are` (spec §6 "Riccati (S-LQR, J = 1)"), applied as ``u = −Kx``.
-* Genuine switched problem, ``J ≥ 2``: no exact optimum is known. :func:`best_fixed_mode_cost` picks, per
-  episode, the mode whose Riccati cost ``x_0ᵀP_0^m x_0`` is smallest and keeps it — an achievable policy, so an
-  **upper** bound on the optimum (the minimum over modes is *not* a lower bound: switching can beat every
-  fixed mode). :func:`relaxed_lower_bound` is a valid **lower** bound: let every mode act at once,
+* :func:`switched_optimum` — the optimum of the genuine switched problem, ``J ≥ 2`` (any number of choices),
+  by dynamic programming over modes, for small ``p``, ``J`` and ``T``. Unclamped, the cost-to-go is a minimum of
+  quadratics, ``V_t(x) = min_{P ∈ H_t} xᵀPx``: ``H_T = {0}`` and ``H_t = {ρ_i(P) : i < J, P ∈ H_{t+1}}`` with
+  ``ρ_i(P) = Q + AᵀPA − AᵀPB_i(R + B_iᵀPB_i)⁻¹B_iᵀPA`` the Riccati map of mode i (minimise over u for each
+  mode and each ``P``, then over both). Each ``P ∈ H_t`` is the cost-to-go of one mode sequence with its
+  time-varying Riccati gains, so the optimal policy from ``x_0`` is the sequence of the minimiser over ``H_0``,
+  with those gains; it is simulated on the clamped problem and certified by the clamp argument above
+  (``SwitchedOptimum.optimal``). ``H_t`` has up to ``J^(T−t)`` matrices; any ``P`` with another ``P' ≼ P`` (PSD
+  order) is pruned, which never changes the minimum for any x. **Limits.** The dominance test has a relative
+  tolerance (``P`` is dropped when a kept ``P' ≼ P + tol·I``, ``tol = rtol·max|entry|``, ``rtol = 1e-10`` by
+  default, never below rounding), and the set sizes depend on it: the Riccati maps contract, so sequences that
+  differ only in their distant future modes give nearly equal matrices (with ``p = 4, J = 2, T = 20`` the
+  largest set has 44, 124, 363, 977 and 1250 matrices for ``rtol = 1e-8, 1e-10, 1e-12, 1e-14`` and 0).
+  ``exact`` is therefore the cost of an actual policy, an upper bound on the optimum within an error of order
+  ``tol·|x_0|²`` (there, 1e-12 relative at the default). At ``T = 20`` and the default, two effective modes give
+  sets of at most ~130 matrices whatever ``p`` (measured for ``p ≤ 8``), three give ~24000 (``p = 3``), four
+  more than 20000 (``p ≥ 4, J = 4``); past ``max_matrices`` it raises ``ValueError``. (A mode whose actuator
+  group is empty, ``J > p``, is dominated and adds nothing.)
+* Heuristic bounds, any J. :func:`best_fixed_mode_cost` picks, per episode, the mode whose Riccati cost
+  ``x_0ᵀP_0^m x_0`` is smallest and keeps it — an achievable policy, so an **upper** bound on the optimum (the
+  minimum over modes is *not* a lower bound: switching can beat every fixed mode). :func:`relaxed_lower_bound`
+  is a valid **lower** bound: let every mode act at once,
   ``x' = Ax + Σ_m B_m u_m`` with cost ``Σ_m u_mᵀRu_m`` (any switched policy is the special case where all but one
   ``u_m`` are zero), an ordinary LQR with ``B = [B_0 … B_{K−1}]``; with the clamp argument above the bound is
   ``min(x_0ᵀP_0^relax x_0, q·clamp²)``. It is loose for J ≥ 2 (every coordinate gets a strong actuator at every
@@ -75,6 +93,7 @@ __all__ = [
     "LinearControllerRun",
     "RiccatiCost",
     "SwitchedLQR",
+    "SwitchedOptimum",
     "VARIANTS",
     "best_fixed_mode_cost",
     "dare_controller",
@@ -83,6 +102,7 @@ __all__ = [
     "riccati_cost",
     "sample_splits",
     "simulate_linear_controller",
+    "switched_optimum",
 ]
 
 VARIANTS = ("switched", "single_mode")
@@ -208,6 +228,18 @@ class SwitchedLQR:
         b = self._choice_b.to(state)[choice]  # [B, p]: B_d is diagonal
         cost = self.q * (state * state).sum(-1) + self.r * (action * action).sum(-1)
         following = (state @ a.T + b * action).clamp(-self.clamp, self.clamp)
+        return following, cost
+
+    def relaxed_step(self, state: Tensor, weights: Tensor, actions: Tensor, period: int, episode: Episode
+                     ) -> tuple[Tensor, Tensor]:
+        """The step with the choice relaxed to weights ``[B, K]`` over the choices' actions ``[B, K, p]``:
+        ``x' = clamp(A x + Σ_k w_k B_k u_k)``, cost ``xᵀQx + ūᵀRū`` with ``ū = Σ_k w_k u_k``. A one-hot ``w``
+        gives exactly :meth:`step` (the Gumbel-softmax baseline, :mod:`hybridrl.hpo`)."""
+        a = self.A.to(state)
+        b = self._choice_b.to(state)  # [K, p]
+        mixed = (weights[..., None] * actions).sum(1)
+        cost = self.q * (state * state).sum(-1) + self.r * (mixed * mixed).sum(-1)
+        following = (state @ a.T + (weights[..., None] * b * actions).sum(1)).clamp(-self.clamp, self.clamp)
         return following, cost
 
 
@@ -338,12 +370,18 @@ def simulate_linear_controller(problem: SwitchedLQR, episode: Episode, gains, mo
         gains = gains.expand(horizon, p, p)
     if tuple(gains.shape) != (horizon, p, p):
         raise ValueError(f"gains must have shape ({p}, {p}) or ({horizon}, {p}, {p}), got {tuple(gains.shape)}")
+    return _simulate(problem, episode, torch.full((episode.size, horizon), mode, dtype=torch.int64), gains)
+
+
+def _simulate(problem: SwitchedLQR, episode: Episode, choices: Tensor, gains: Tensor) -> LinearControllerRun:
+    """Run ``u_t = −K_t x_t`` with the choices ``[B, T]`` on the clamped simulator, in float64; the gains are
+    ``[T, p, p]`` (shared) or ``[B, T, p, p]`` (per episode)."""
     state = episode.state.to("cpu", torch.float64)
-    choice = torch.full((episode.size,), mode, dtype=torch.int64)
     total = torch.zeros(episode.size, dtype=torch.float64)
     active = torch.zeros(episode.size, dtype=torch.bool)
-    for t in range(horizon):
-        state, cost = problem.step(state, choice, -state @ gains[t].T, t, episode)
+    for t in range(problem.horizon):
+        control = -(gains[..., t, :, :] @ state[:, :, None]).squeeze(-1)
+        state, cost = problem.step(state, choices[:, t], control, t, episode)
         total = total + cost
         active |= (state.abs() >= problem.clamp).any(-1)
     return LinearControllerRun(total, active)
@@ -403,3 +441,150 @@ def relaxed_lower_bound(problem: SwitchedLQR, episode: Episode) -> Tensor:
     b_all = np.concatenate([problem.input_matrix(m) for m in range(k)], axis=1)  # [p, K p]
     _, cost_to_go = _riccati(problem.A.numpy(), b_all, q, problem.r * np.eye(k * problem.dim), problem.horizon)
     return _quadratic(episode.state, cost_to_go[0]).clamp(max=problem.q * problem.clamp**2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The exact optimum of the switched problem
+# ----------------------------------------------------------------------------------------------------------------
+class _ValueSet(NamedTuple):
+    """The pruned set ``H_t`` of a dynamic-programming stage: ``V_t(x) = min_n xᵀ matrices[n] x``."""
+
+    matrices: np.ndarray
+    """``[N, p, p]``: ``matrices[n] = ρ_{modes[n]}(H_{t+1}[parents[n]])``."""
+    modes: np.ndarray
+    """``[N]`` int: the mode applied at period t."""
+    parents: np.ndarray
+    """``[N]`` int: the index in ``H_{t+1}`` of the cost-to-go matrix the map was applied to."""
+    gains: np.ndarray
+    """``[N, p, p]``: the Riccati gain of that map, the control being ``u_t = −gains[n] x_t``."""
+
+
+def _riccati_maps(matrices: np.ndarray, a: np.ndarray, b: np.ndarray, q: np.ndarray, r: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Every mode's Riccati map of every matrix: ``matrices [N, p, p]``, the input diagonals ``b [J, p]``.
+
+    Returns ``(gains, images)``, both ``[J, N, p, p]``: ``K = (R + B_iᵀPB_i)⁻¹B_iᵀPA`` and
+    ``ρ_i(P) = Q + AᵀP(A − B_iK)`` (symmetrised), ``B_i = diag(b[i])``.
+    """
+    pa = matrices @ a  # [N, p, p]
+    rows = b[:, None, :, None]  # B_i M scales the rows of M by b[i]
+    gram = r + rows * matrices[None] * b[:, None, None, :]  # R + B_iᵀPB_i
+    gains = np.linalg.solve(gram, rows * pa[None])
+    images = q + a.T @ (pa[None] - matrices[None] @ (rows * gains))
+    return gains, (images + images.swapaxes(-1, -2)) / 2
+
+
+def _prune_dominated(matrices: np.ndarray, limit: int | None = None, rtol: float = 1e-10,
+                     block: int = 64) -> np.ndarray:
+    """The indices of the matrices ``[n, p, p]`` (symmetric) that survive pairwise dominance pruning.
+
+    The matrices are visited in the order ``(trace, index)``, and one is dropped when some *kept* earlier one
+    ``P'`` satisfies ``P' ≼ P + tol·I`` (``λ_min(P − P') > −tol``, tested by a Cholesky factorisation of
+    ``P − P' + tol·I``), with ``tol = max(rtol, 16ε)·max|entry|`` (so that equal matrices are recognised). So
+    every dropped ``P`` has a kept ``P'`` with ``xᵀP'x ≤ xᵀPx + tol·|x|²`` for all x: ``min_kept xᵀPx`` is the
+    minimum over all the matrices up to ``tol·|x|²``. Comparing with earlier matrices only loses nothing, since
+    ``P' ≼ P`` implies ``tr P' ≤ tr P`` (with equality only when ``P' = P``); of equal matrices exactly the first
+    one is kept. Requiring a *kept* dominator keeps the tolerances from adding up along chains.
+
+    Vectorised by blocks of ``block`` matrices, compared with all the kept ones and with the earlier ones of
+    their block. A pair is factorised only when the necessary conditions ``vᵀP'v ≤ vᵀPv + tol`` hold for the
+    unit vectors ``v`` of a fixed set (the coordinate axes and 16 random directions). Stops as soon as more than
+    ``limit`` matrices are kept (the result then has ``limit + 1`` indices, in the visiting order).
+    """
+    n, p, _ = matrices.shape
+    tol = max(rtol, 16 * np.finfo(float).eps) * float(np.abs(matrices).max(initial=0.0))
+    order = np.argsort(np.trace(matrices, axis1=1, axis2=2), kind="stable")
+    ordered = matrices[order]
+    directions = np.concatenate([np.eye(p), np.random.default_rng(0).standard_normal((16, p))])
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    tests = np.einsum("sp,npq,sq->sn", directions, ordered, directions)  # [S, n]
+    kept = np.zeros(0, dtype=np.int64)  # positions in `ordered`
+    for start in range(0, n, block):
+        candidates = np.arange(start, min(start + block, n))
+        references = np.concatenate([kept, candidates])
+        possible = np.ones((len(candidates), len(references)), dtype=bool)  # may `col` dominate `row`?
+        for test in tests:
+            possible &= test[references][None] <= test[candidates][:, None] + tol
+        possible[:, len(kept):] &= np.tri(len(candidates), k=-1, dtype=bool)  # within the block: earlier only
+        rows, cols = np.nonzero(possible)
+        difference = ordered[candidates[rows]] - ordered[references[cols]] + tol * np.eye(p)
+        holds = (torch.linalg.cholesky_ex(torch.as_tensor(difference)).info == 0).numpy()
+        rows, cols = rows[holds], cols[holds]  # `row` is dominated by `col`
+        dominated = np.zeros(len(candidates), dtype=bool)
+        dominated[rows[cols < len(kept)]] = True
+        inside = cols >= len(kept)
+        for row in np.unique(rows[inside]):  # increasing, so the earlier ones of the block are decided first
+            dominated[row] |= not dominated[cols[inside & (rows == row)] - len(kept)].all()
+        kept = np.concatenate([kept, candidates[~dominated]])
+        if limit is not None and len(kept) > limit:
+            return order[kept[: limit + 1]]
+    return order[kept]
+
+
+def _switched_value_sets(problem: SwitchedLQR, max_matrices: int, rtol: float) -> list[_ValueSet]:
+    """The pruned sets ``H_0 … H_{T−1}`` of the choosable modes of ``problem`` (module docstring)."""
+    p, horizon = problem.dim, problem.horizon
+    q, r = problem.cost_matrices()
+    a, b = problem.A.numpy(), problem.b[: problem.n_choices].numpy()
+    sets: list[_ValueSet] = []
+    following = np.zeros((1, p, p))  # H_T = {0}: no terminal cost
+    for t in range(horizon - 1, -1, -1):
+        gains, images = _riccati_maps(following, a, b, q, r)
+        keep = _prune_dominated(images.reshape(-1, p, p), max_matrices, rtol)
+        if len(keep) > max_matrices:
+            raise ValueError(
+                f"the exact switched optimum is unavailable for dim={p}, modes={problem.modes}, horizon={horizon}: "
+                f"the pruned set H_{t} has more than max_matrices={max_matrices} matrices"
+            )
+        modes, parents = np.divmod(keep, len(following))  # the candidates are ordered mode-major
+        sets.append(_ValueSet(images.reshape(-1, p, p)[keep], modes, parents, gains.reshape(-1, p, p)[keep]))
+        following = sets[-1].matrices
+    return sets[::-1]
+
+
+@dataclass
+class SwitchedOptimum:
+    """The exact optimum of the switched problem on a batch of episodes (:func:`switched_optimum`)."""
+
+    exact: Tensor
+    """``[B]`` ``min_{P ∈ H_0} x_0ᵀPx_0``: the optimal cost of the *unclamped* switched problem."""
+    simulated: Tensor
+    """``[B]`` the cost of the optimal mode sequence and its Riccati gains on the clamped simulator."""
+    clamp_active: Tensor
+    """``[B]`` whether the clamp was ever active along the simulated trajectory."""
+    optimal: Tensor
+    """``[B]`` whether ``simulated`` is provably the optimum of the clamped problem (module docstring)."""
+    modes: Tensor
+    """``[B, T]`` int64: the optimal mode (choice) of every period."""
+    n_matrices: tuple[int, ...]
+    """``|H_t|`` for ``t = 0 … T−1`` after pruning."""
+
+
+def switched_optimum(problem: SwitchedLQR, episode: Episode, max_matrices: int = 20000, rtol: float = 1e-10
+                     ) -> SwitchedOptimum:
+    """The optimum of the switched problem (any number of choices) by dynamic programming over modes.
+
+    Builds the pruned sets ``H_{T−1} … H_0`` (module docstring; ``rtol`` is the relative tolerance of the
+    dominance test), then per episode takes the matrix of ``H_0`` minimising ``x_0ᵀPx_0``, follows its parents
+    to get its mode sequence and that sequence's time-varying Riccati gains, and simulates them on the clamped
+    problem. Raises ``ValueError`` when some ``H_t`` has more than ``max_matrices`` matrices. With one choice
+    (``modes = 1`` or the single-mode variant) it is :func:`riccati_cost`.
+    """
+    check_int("max_matrices", max_matrices, minimum=1)
+    check_nonnegative("rtol", rtol)
+    sets = _switched_value_sets(problem, max_matrices, rtol)
+    x = episode.state.to("cpu", torch.float64)
+    outer = (x[:, :, None] * x[:, None, :]).flatten(1)  # xᵀPx = <P, x xᵀ>
+    flat = torch.as_tensor(sets[0].matrices).flatten(1)
+    best = [(chunk @ flat.T).min(1) for chunk in outer.split(1024)]  # [1024, N] at a time
+    exact = torch.cat([b.values for b in best])
+    index = torch.cat([b.indices for b in best]).numpy()
+    modes, gains = [], []
+    for stage in sets:  # from H_0 down to H_{T−1}
+        modes.append(torch.as_tensor(stage.modes[index]))
+        gains.append(torch.as_tensor(stage.gains[index]))
+        index = stage.parents[index]
+    modes = torch.stack(modes, 1)
+    run = _simulate(problem, episode, modes, torch.stack(gains, 1))
+    optimal = ~run.clamp_active & (exact <= problem.q * problem.clamp**2)
+    return SwitchedOptimum(exact, run.cost, run.clamp_active, optimal, modes, tuple(len(s.matrices) for s in sets))

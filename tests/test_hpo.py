@@ -60,7 +60,7 @@ def test_hpo_moves_the_continuous_network_once_per_batch(lqr):
 
 def test_every_method_trains_and_evaluates_greedily(lqr):
     problem, splits = lqr
-    for method in ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo"):
+    for method in ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo", "gumbel_st"):
         result = train_hybrid(problem, splits.train, splits.dev, _small(method))
         assert len(result.history) == 2 and result.best_update in (2, 4)
         cost = evaluate_hybrid(result.policy, problem, splits.test)
@@ -78,3 +78,22 @@ def test_with_one_choice_training_reaches_the_riccati_optimum():
     cost = float(evaluate_hybrid(result.policy, problem, splits.test).sum(-1).mean())
     assert optimal <= cost * (1 + 1e-6)  # nothing beats the optimum
     assert cost <= 1.02 * optimal, (cost, optimal)
+
+
+def test_callback_sees_every_checkpoint_and_does_not_change_training(lqr):
+    problem, splits = lqr
+    seen = []
+
+    def callback(update, policy, value):
+        seen.append(update)
+        return {"marker": float(update)}
+
+    plain = train_hybrid(problem, splits.train, splits.dev, _small("hpo_full"))
+    watched = train_hybrid(problem, splits.train, splits.dev, _small("hpo_full"), callback=callback)
+    assert seen == [2, 4] and [h["marker"] for h in watched.history] == [2.0, 4.0]
+    assert [h["dev_cost"] for h in plain.history] == [h["dev_cost"] for h in watched.history]
+
+
+def test_gumbel_temperature_must_be_positive():
+    with pytest.raises(ValueError, match="temperature_end"):
+        HybridConfig(method="gumbel_st", temperature_end=0.0)

@@ -207,3 +207,56 @@ def test_score_function_estimator_is_unbiased_for_the_gaussian_policy():
     assert abs(float(est.mean() - slope)) < 4 * float(se), (est.mean(), slope, se)
     with pytest.raises(ValueError, match="Gaussian exploration"):
         estimators.score_function(hybrid_rollout(policy, problem, episode, greedy=True))
+
+
+def test_mixed_terms_add_up_to_the_mixed_estimate(toy):
+    """G_PW + G_X on θ_C and G_SF on θ_D, computed apart, are exactly the mixed estimator's gradient."""
+    problem, policy, episode, _, n_discrete = toy
+    batch = episode[torch.arange(8).repeat(16)]
+    traj = hybrid_rollout(policy, problem, batch, generator=torch.Generator().manual_seed(6))
+    full = _flat_grad(estimators.mixed(traj), list(policy.parameters()))
+    terms = estimators.mixed_terms(traj, policy.continuous_parameters(), policy.discrete_parameters())
+    assert torch.allclose(terms["score_function"], full[:n_discrete], atol=1e-12)
+    assert torch.allclose(terms["pathwise"] + terms["cross"], full[n_discrete:], atol=1e-12)
+    assert terms["cross"].abs().max() > 0 and terms["pathwise"].abs().max() > 0
+
+
+def test_signal_and_noise_tells_signal_from_noise():
+    generator = torch.Generator().manual_seed(0)
+    signal = torch.ones(50) + 0.01 * torch.randn(8, 50, generator=generator)
+    noise = torch.randn(8, 50, generator=generator)
+    s, n = estimators.signal_and_noise(signal), estimators.signal_and_noise(noise)
+    assert s["alignment"] > 0.99 and s["noise"] < 1e-3
+    assert abs(n["alignment"]) < 0.3 and n["noise"] > 3
+    with pytest.raises(ValueError, match="two"):
+        estimators.signal_and_noise(signal[:1])
+
+
+def test_relaxed_rollout_with_hard_choices_follows_the_simulator():
+    """Straight-through: the forward pass is the exact simulator with the hard choices; gradients reach both
+    networks (the discrete one only through the relaxation)."""
+    from hybridrl.hybrid import relaxed_rollout
+    from hybridrl.jrp import JointReplenishment
+    from hybridrl.lqr import SwitchedLQR
+
+    for problem in (JointReplenishment(3, horizon=6, warmup=1), SwitchedLQR(dim=3, modes=2, horizon=6)):
+        policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(8,),
+                              action_map=getattr(problem, "action_map", None), init_seed=1)
+        episode = problem.sample(16, torch.Generator().manual_seed(2))
+        cost = relaxed_rollout(policy, problem, episode, generator=torch.Generator().manual_seed(3), temperature=0.5)
+        # replay the same hard choices through the exact simulator
+        state, replay, generator = episode.state, [], torch.Generator().manual_seed(3)
+        for t in range(problem.horizon):
+            logits, actions = policy(problem.observe(state, t, episode))
+            uniform = torch.rand(logits.shape, generator=generator)
+            gumbel = -torch.log((-torch.log(uniform.clamp(min=1e-20))).clamp(min=1e-20))
+            choice = (logits + gumbel).argmax(-1)
+            state, c = problem.step(state, choice, actions[torch.arange(16), choice], t, episode)
+            replay.append(c)
+        assert torch.allclose(cost, torch.stack(replay, 1), rtol=1e-5)
+        grads = torch.autograd.grad(cost.mean(), [*policy.discrete_parameters(), *policy.continuous_parameters()],
+                                    allow_unused=True)
+        assert all(g is not None and g.abs().max() > 0 for g in grads[:2])  # discrete weights get a gradient
+    with pytest.raises(TypeError, match="relaxed_step"):
+        relaxed_rollout(_policy(), ToySwitched(), ToySwitched().sample(2, torch.Generator()),
+                        generator=torch.Generator(), temperature=1.0)

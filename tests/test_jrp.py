@@ -1,13 +1,14 @@
 """The joint replenishment problem: fixed cost charged exactly when an order is placed, backlog accounting on the
-shared simulator, explicit fixed-cost scaling, and hybrid rollouts through it."""
+shared simulator, explicit fixed-cost scaling, hybrid rollouts through it, and the can-order benchmark."""
 
 import math
 
 import pytest
 import torch
 
-from hybridrl.hybrid import HybridPolicy, hybrid_rollout
-from hybridrl.jrp import JointReplenishment, sample_jrp_splits
+from hybridrl.hybrid import Episode, HybridPolicy, hybrid_rollout
+from hybridrl.jrp import (CanOrderLevels, CanOrderParams, JointReplenishment, rollout_can_order, sample_jrp_splits,
+                           simulate_can_order, tune_can_order)
 
 
 def test_items_are_drawn_once_from_the_parameter_seed():
@@ -77,3 +78,130 @@ def test_observation_and_a_hybrid_rollout():
 def test_bad_configuration_is_rejected(field, value, match):
     with pytest.raises(ValueError, match=match):
         JointReplenishment(**{"items": 3, field: value})
+
+
+# ---- the can-order benchmark ---------------------------------------------------------------------------------------
+def _hand_rolled_can_order(problem, demand, s, c, S):
+    """Plain-Python can-order policy and backlog dynamics, lead time 2: costs, choices and positions per period."""
+    n, L, F = problem.items, problem.lead_time, problem.joint_fixed_cost
+    p, h = problem.underage_cost.tolist(), problem.holding_cost.tolist()
+    net = [0.0] * n  # on hand minus backlog after the last period's demand
+    outstanding = [[] for _ in range(n)]  # (arrival period, quantity)
+    costs, choices, positions = [], [], []
+    for t, d in enumerate(demand):
+        position = [net[i] + sum(q for a, q in outstanding[i] if a >= t) for i in range(n)]
+        order = any(position[i] <= s[i] for i in range(n))
+        for i in range(n):
+            if order and position[i] <= c[i]:
+                outstanding[i].append((t + L, S[i] - position[i]))
+        cost = F * order
+        for i in range(n):
+            net[i] += sum(q for a, q in outstanding[i] if a == t) - d[i]
+            cost += p[i] * max(-net[i], 0.0) + h[i] * max(net[i], 0.0)
+        costs.append(cost)
+        choices.append(int(order))
+        positions.append(position)
+    return costs, choices, positions
+
+
+def test_can_order_costs_match_a_hand_rolled_simulation():
+    problem = JointReplenishment(2, horizon=8, warmup=2, history=2)
+    levels = CanOrderLevels(torch.tensor([5.0, 4.0]), torch.tensor([9.0, 12.0]), torch.tensor([20.0, 16.0]))
+    demand = torch.tensor([
+        [[3, 1], [2, 2], [4, 6], [9, 3], [1, 2], [6, 5], [7, 1], [0, 4], [5, 5], [2, 8]],
+        [[0, 0], [0, 0], [0, 0], [7, 2], [8, 3], [2, 9], [3, 3], [10, 0], [1, 6], [4, 4]],
+    ], dtype=torch.float32)  # two past demands, then the horizon
+    episode = Episode(torch.cat([torch.zeros(2, 2, 2), demand[:, :2].transpose(1, 2)], dim=-1), demand)
+    run = rollout_can_order(problem, episode, levels)
+    assert torch.equal(simulate_can_order(problem, episode, levels), run.cost)
+    s, c, S = levels.must_order.tolist(), levels.can_order.tolist(), levels.order_up_to.tolist()
+    saw = {"idle": 0, "can-ordered": 0, "left out": 0}
+    for b in range(2):
+        costs, choices, positions = _hand_rolled_can_order(problem, demand[b, 2:].tolist(), s, c, S)
+        assert run.cost[b].tolist() == pytest.approx(costs, rel=1e-6)
+        assert run.choice[b].tolist() == choices
+        assert torch.allclose(run.position[b], torch.tensor(positions))
+        for t, x in enumerate(positions):
+            saw["idle"] += not choices[t]
+            saw["can-ordered"] += choices[t] and any(s[i] < x[i] <= c[i] for i in range(2))
+            saw["left out"] += choices[t] and any(x[i] > c[i] for i in range(2))
+    assert all(saw.values()), saw  # the instance exercises every branch of the policy
+    # the joint fixed cost is charged exactly in the ordering periods, once per period
+    state, item_costs = episode.state, []  # the item costs alone: choice 0 with the same orders
+    for t in range(problem.horizon):
+        state, cost = problem.step(state, torch.zeros(2, dtype=torch.int64), run.order[:, t], t, episode)
+        item_costs.append(cost)
+    fixed = run.cost - torch.stack(item_costs, 1)
+    assert torch.allclose(fixed, run.choice.float() * problem.joint_fixed_cost)
+    assert ((run.order.sum(-1) > 0) == (run.choice == 1)).all()
+
+
+def test_independent_s_S_orders_only_when_an_item_is_at_or_below_s():
+    problem = JointReplenishment(3, horizon=40, warmup=5)
+    episode = problem.sample(32, torch.Generator().manual_seed(3))
+    levels = CanOrderParams(0.5, 2.0, 0.0).levels(problem)
+    assert levels.independent and not CanOrderParams(0.5, 2.0, 0.5).levels(problem).independent
+    run = rollout_can_order(problem, episode, levels)
+    below = run.position <= levels.must_order
+    assert torch.equal(run.choice == 1, below.any(-1))
+    assert 0 < run.choice.float().mean() < 1
+    # only the items at or below s order, and they are raised to S
+    assert torch.equal(run.order > 0, below & (run.position < levels.order_up_to))
+    expected = torch.where(below, levels.order_up_to - run.position, torch.zeros_like(run.position))
+    assert torch.allclose(run.order, expected)
+    # some ordering periods leave an item out, which a can-order policy with c > s would have topped up
+    assert ((run.choice[..., None] == 1) & ~below).any()
+
+
+def test_tuning_improves_on_its_starting_point_on_train():
+    problem = JointReplenishment(2, horizon=30, warmup=5)
+    train = problem.sample(64, torch.Generator().manual_seed(0))
+    fit = tune_can_order(problem, train)
+    start = CanOrderParams.initial(problem)
+    start_cost = problem.reported(simulate_can_order(problem, train, start.levels(problem))).mean().item()
+    tuned_cost = problem.reported(simulate_can_order(problem, train, fit.levels)).mean().item()
+    assert fit.initial_cost == pytest.approx(start_cost, rel=1e-6)
+    assert fit.train_cost == pytest.approx(tuned_cost, rel=1e-6)  # the batched search scores what it returns
+    assert tuned_cost < 0.95 * start_cost
+    grid_only = tune_can_order(problem, train, refinements=0)  # the best of the coarse grid and the start
+    assert grid_only.train_cost < fit.initial_cost and fit.train_cost < grid_only.train_cost  # both stages help
+    assert fit.train_cost <= tune_can_order(problem, train, starts=1).train_cost  # the best of several starts
+    again = fit.params.levels(problem)
+    assert all(torch.equal(getattr(fit.levels, k), getattr(again, k)) for k in ("must_order", "can_order",
+                                                                                 "order_up_to"))
+    independent = tune_can_order(problem, train, independent=True)
+    assert independent.params.can_order == 0.0 and independent.levels.independent
+    assert independent.train_cost <= independent.initial_cost
+
+
+def test_can_order_simulation_and_tuning_are_deterministic():
+    problem = JointReplenishment(3, horizon=20, warmup=4)
+    train = problem.sample(32, torch.Generator().manual_seed(1))
+    grid = {"safety": (0.0, 1.0), "cycle": (2.0, 4.0), "can_order": (0.0, 0.5)}
+    a = tune_can_order(problem, train, grid=grid, max_rounds=10)
+    b = tune_can_order(problem, train, grid=grid, max_rounds=10)
+    assert a.params == b.params and a.train_cost == b.train_cost and a.evaluations == b.evaluations
+    costs = simulate_can_order(problem, train, a.levels)
+    assert torch.equal(costs, simulate_can_order(problem, train, b.levels))
+    # batching over episodes changes nothing per episode
+    assert torch.equal(costs[5:9], simulate_can_order(problem, train[5:9], a.levels))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: CanOrderLevels(torch.tensor([5.0]), torch.tensor([4.0]), torch.tensor([9.0])), "must_order <= can_order"),
+    (lambda: CanOrderLevels(torch.tensor([1.0]), torch.tensor([4.0]), torch.tensor([3.0])), "order_up_to"),
+    (lambda: CanOrderLevels(torch.tensor([1.0]), torch.tensor([math.nan]), torch.tensor([3.0])), "can_order"),
+    (lambda: CanOrderLevels(torch.ones(2), torch.ones(3), torch.ones(2)), "shapes"),
+    (lambda: CanOrderParams(can_order=1.5), "can_order"),
+    (lambda: CanOrderParams(cycle=-1.0), "cycle"),
+    (lambda: CanOrderParams(safety=math.inf), "safety"),
+    (lambda: simulate_can_order(JointReplenishment(2), JointReplenishment(2).sample(2, torch.Generator()),
+                                CanOrderParams().levels(JointReplenishment(3))), "3 items"),
+    (lambda: tune_can_order(JointReplenishment(1), JointReplenishment(1).sample(2, torch.Generator()),
+                            grid={"safety": (0.0,)}), "grid"),
+    (lambda: tune_can_order(JointReplenishment(1), JointReplenishment(1).sample(2, torch.Generator()),
+                            refinements=-1), "refinements"),
+])
+def test_bad_can_order_input_is_rejected(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

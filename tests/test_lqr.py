@@ -1,5 +1,6 @@
 """The switched LQR (HPO spec §7.3): matrices, the simulator, the Riccati references and the Gymnasium wrapper."""
 
+import itertools
 import math
 import warnings
 
@@ -19,7 +20,9 @@ from hybridrl.lqr import (
     riccati_cost,
     sample_splits,
     simulate_linear_controller,
+    switched_optimum,
 )
+from hybridrl.lqr import _prune_dominated
 
 
 # ---- matrices --------------------------------------------------------------------------------------------------
@@ -174,6 +177,120 @@ def test_references_for_the_switched_problem():
     torch.testing.assert_close(relaxed_lower_bound(single, episode), riccati_cost(single, episode).exact)
     with pytest.raises(ValueError, match="mode must be .* got 1"):
         finite_horizon_riccati(single, 1)
+
+
+# ---- the exact optimum of the switched problem ----------------------------------------------------------------
+def _sequence_riccati(problem, sequence):
+    """Gains [T, p, p] and P_0 of the unclamped problem with the mode of period t fixed to sequence[t]."""
+    a, (q, r) = problem.A.numpy(), problem.cost_matrices()
+    nxt, gains = np.zeros_like(a), []
+    for mode in reversed(sequence):
+        b = problem.input_matrix(int(mode))
+        gain = np.linalg.solve(r + b.T @ nxt @ b, b.T @ nxt @ a)
+        nxt = q + gain.T @ r @ gain + (a - b @ gain).T @ nxt @ (a - b @ gain)  # the Joseph form, for independence
+        gains.append(gain)
+    return np.stack(gains[::-1]), nxt
+
+
+@pytest.mark.parametrize("p, modes, horizon", [(2, 2, 8), (2, 3, 5), (3, 3, 5), (3, 2, 7)])
+def test_switched_optimum_is_the_minimum_over_all_mode_sequences(p, modes, horizon):
+    problem = SwitchedLQR(p, modes, horizon=horizon, matrix_seed=1, b_low=0.4)
+    episode = problem.sample(64, torch.Generator().manual_seed(0))
+    x = episode.state.double().numpy()
+    brute = np.full(64, np.inf)
+    for sequence in itertools.product(range(modes), repeat=horizon):  # all J^T sequences
+        _, p0 = _sequence_riccati(problem, sequence)
+        brute = np.minimum(brute, np.einsum("bi,ij,bj->b", x, p0, x))
+    result = switched_optimum(problem, episode)
+    np.testing.assert_allclose(result.exact.numpy(), brute, rtol=1e-9)
+    assert result.modes.shape == (64, horizon) and len(result.n_matrices) == horizon
+    assert max(result.n_matrices) < modes**horizon
+    # the returned sequence attains it, and its Riccati gains on the clamped simulator cost `simulated`
+    for b in range(0, 64, 8):
+        gains, p0 = _sequence_riccati(problem, result.modes[b].tolist())
+        np.testing.assert_allclose(x[b] @ p0 @ x[b], brute[b], rtol=1e-9)
+        state, total = episode.state[b:b + 1].double(), 0.0
+        for t in range(horizon):
+            control = -state @ torch.as_tensor(gains[t]).T
+            state, cost = problem.step(state, result.modes[b:b + 1, t], control, t, episode)
+            total += cost.item()
+        np.testing.assert_allclose(result.simulated[b].item(), total, rtol=1e-12)
+
+
+def test_switching_beats_every_fixed_mode_on_a_two_dimensional_example():
+    problem = SwitchedLQR(2, 2, horizon=6)
+    episode = Episode(torch.tensor([[3.0, 3.0], [3.0, -1.0]], dtype=torch.float64))
+    result = switched_optimum(problem, episode)
+    best, _ = best_fixed_mode_cost(problem, episode)
+    assert (result.exact < best.exact * (1 - 1e-3)).all()  # alternating actuators is strictly better
+    assert (result.modes[:, :-1] != result.modes[:, :1]).any(1).all()  # and the optimum switches
+
+
+@pytest.mark.parametrize("problem", [SwitchedLQR(3, 1), SwitchedLQR(3, 3, variant="single_mode"),
+                                     SwitchedLQR(2, 1, clamp=3.0)])
+def test_switched_optimum_with_one_choice_is_the_riccati_cost(problem):
+    episode = problem.sample(32, torch.Generator().manual_seed(4))
+    result, riccati = switched_optimum(problem, episode), riccati_cost(problem, episode)
+    torch.testing.assert_close(result.exact, riccati.exact, rtol=1e-12, atol=0)
+    torch.testing.assert_close(result.simulated, riccati.simulated, rtol=1e-12, atol=0)
+    assert torch.equal(result.clamp_active, riccati.clamp_active) and torch.equal(result.optimal, riccati.optimal)
+    assert (result.modes == 0).all() and result.n_matrices == (1,) * problem.horizon
+
+
+@pytest.mark.parametrize("p", [2, 3, 4])
+def test_switched_optimum_lies_between_the_bounds(p):
+    problem = SwitchedLQR(p, 2)  # T = 20
+    episode = sample_splits(problem, 256, 1, 1).train
+    result = switched_optimum(problem, episode)
+    assert max(result.n_matrices) < 200  # with T = 20: 87, 107 and 124 for p = 2, 3, 4
+    lower, (upper, _) = relaxed_lower_bound(problem, episode), best_fixed_mode_cost(problem, episode)
+    assert (lower <= result.exact).all() and (result.exact <= upper.exact * (1 + 1e-12)).all()
+    assert (result.exact < 0.95 * upper.exact).float().mean() > 0.5  # switching is worth more than 5 % usually
+    assert result.optimal.all() and (result.simulated <= upper.simulated * (1 + 1e-12)).all()
+    torch.testing.assert_close(result.simulated, result.exact, rtol=1e-10, atol=0)
+
+
+def test_switched_optimum_certificate_under_the_clamp():
+    problem = SwitchedLQR(2, 2, horizon=10, clamp=3.0, r=10.0)  # expensive control: the state drifts outwards
+    episode = Episode(torch.tensor([[2.9, 2.9], [0.5, -0.5], [2.9, 0.0]], dtype=torch.float64))
+    result = switched_optimum(problem, episode)
+    assert result.clamp_active.tolist() == [True, False, False]
+    assert result.optimal.tolist() == [False, True, False]  # the last one costs more than q·clamp² = 9
+    assert result.exact[2] > 9 and result.simulated[0] != result.exact[0]
+    torch.testing.assert_close(result.simulated[1:], result.exact[1:], rtol=1e-12, atol=0)  # clamp inactive
+    assert (result.simulated >= relaxed_lower_bound(problem, episode) - 1e-9).all()
+
+
+def test_prune_dominated_keeps_one_of_equal_matrices_and_the_minimum():
+    eye = np.eye(2)
+    matrices = np.stack([2 * eye, eye, eye, np.diag([1.0, 3.0]), np.diag([3.0, 1.0]), np.diag([0.5, 5.0]),
+                         np.diag([0.5, 5.0]) + 1e-14])
+    assert sorted(_prune_dominated(matrices).tolist()) == [1, 5]
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((300, 3, 3))
+    matrices = g @ g.swapaxes(1, 2) + np.eye(3)
+    matrices = np.concatenate([matrices, matrices[:100]])  # duplicates
+    kept = _prune_dominated(matrices, rtol=0.0)
+    assert len(set(kept.tolist())) == len(kept) and not set(kept.tolist()) & set(range(300, 400))
+    x = rng.standard_normal((2000, 3))
+    values = np.einsum("bi,nij,bj->bn", x, matrices, x)
+    np.testing.assert_allclose(values[:, kept].min(1), values.min(1), rtol=1e-15)
+    smallest = np.linalg.eigvalsh(matrices[kept][:, None] - matrices[kept][None])[..., 0]  # [k, l]: P_k - P_l
+    assert (smallest[~np.eye(len(kept), dtype=bool)] < 0).all()  # no kept matrix dominates another
+    dropped = np.setdiff1d(np.arange(400), kept)
+    assert (np.linalg.eigvalsh(matrices[dropped][:, None] - matrices[kept][None])[..., 0].max(1) >= -1e-12).all()
+    assert len(_prune_dominated(matrices, limit=3)) == 4
+
+
+def test_switched_optimum_errors_name_the_field():
+    problem = SwitchedLQR(3, 3, horizon=8)
+    episode = problem.sample(2, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"unavailable for dim=3, modes=3, horizon=8: .*max_matrices=10 "):
+        switched_optimum(problem, episode, max_matrices=10)
+    with pytest.raises(ValueError, match="max_matrices must be an integer >= 1, got 0"):
+        switched_optimum(problem, episode, max_matrices=0)
+    with pytest.raises(ValueError, match="rtol must be a non-negative finite number, got -1.0"):
+        switched_optimum(problem, episode, rtol=-1.0)
 
 
 # ---- with the hybrid machinery ---------------------------------------------------------------------------------
