@@ -15,10 +15,11 @@ S, (S, c)              base-stock level, order cap                      ``BaseSt
 =====================  ==============================================  =============================
 
 Modules, each one idea: :mod:`~hybridrl.inventory` (the simulator), :mod:`~hybridrl.scenarios` (seeded data
-and splits), :mod:`~hybridrl.policies`, :mod:`~hybridrl.estimators`, :mod:`~hybridrl.train` (the training
-loop), :mod:`~hybridrl.references` (exact optima), :mod:`~hybridrl.experiments` (grids, budgets, cached runs),
-:mod:`~hybridrl.reporting` and :mod:`~hybridrl.reproduction` (artifacts under ``paper/``),
-:mod:`~hybridrl.paths`, :mod:`~hybridrl.cache`, :mod:`~hybridrl.bench`.
+and splits), :mod:`~hybridrl.policies`, :mod:`~hybridrl.estimators`, :mod:`~hybridrl.reinforce` (the REINFORCE
+baseline), :mod:`~hybridrl.train` (the training loop), :mod:`~hybridrl.references` (exact optima),
+:mod:`~hybridrl.experiments` (grids, budgets, cached runs), :mod:`~hybridrl.reporting` and
+:mod:`~hybridrl.reproduction` (artifacts under ``paper/``), :mod:`~hybridrl.paths`, :mod:`~hybridrl.cache`,
+:mod:`~hybridrl.bench`.
 """
 
 __version__ = "0.1.0"

@@ -143,3 +143,47 @@ def time_hybrid_updates(problem, splits, config, *, updates: int = 4, repeats: i
     per_update = sorted((seconds(1 + updates) - seconds(1)) / updates for _ in range(repeats))
     return UpdateTiming(name or type(problem).__name__, config.method, config.device, config.batch_size,
                         tuple(config.hidden), statistics.median(per_update), (per_update[0], per_update[-1]))
+
+
+@dataclass
+class NetworkEpochTiming:
+    setting: str
+    n_stores: int
+    method: str
+    device: str
+    n_train: int
+    batch_size: int
+    periods: int
+    seconds: float
+    """Seconds of one training epoch (every minibatch: rollout, backward, Adam step)."""
+
+
+def time_network_epoch(method: str, *, setting: str = "one_warehouse", n_stores: int = 50, n_train: int = 8192,
+                       batch_size: int = 1024, periods: int = 50, device: str = "cpu", **policy_kwargs
+                       ) -> NetworkEpochTiming:
+    """Seconds of one HDPO epoch on a network with :func:`hybridrl.train.fit` (one epoch, a 16-scenario dev
+    evaluation excluded by timing the epoch from the history). ``policy_kwargs`` go to the policy (e.g.
+    ``checkpoint=True`` for the graph network, whose activations otherwise need memory in proportion to
+    ``batch_size × periods × edges``)."""
+    from .network_experiments import make_network, make_network_policy
+    from .networks import sample_network_scenarios
+    from .train import resolve_device
+
+    network = make_network(setting, n_stores)
+    train = sample_network_scenarios(network, n_train, periods, demand_seed=0, inventory_seed=1)
+    dev = sample_network_scenarios(network, 16, periods, demand_seed=2, inventory_seed=3)
+    policy = make_network_policy(method, network, 0)
+    for name, value in policy_kwargs.items():
+        setattr(policy, name, value)
+    config = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-3, dev_every=1, patience=None, progress=False,
+                         device=device)
+    dev_device = resolve_device(device)
+    t0 = time.perf_counter()
+    fit(policy, train, dev, config)
+    total = time.perf_counter() - t0
+    _sync(dev_device)
+    t1 = time.perf_counter()
+    evaluate(policy, dev.to(dev_device), 0)
+    _sync(dev_device)
+    seconds = total - (time.perf_counter() - t1)
+    return NetworkEpochTiming(setting, n_stores, method, str(dev_device), n_train, batch_size, periods, seconds)

@@ -23,6 +23,10 @@ Layers
 * :class:`JRPVectorEnv` / :class:`JRPEnv` — the joint replenishment problem of :mod:`hybridrl.jrp` (HPO spec
   §7.2), with a hybrid ``Dict(order=Discrete(2), quantity=Box)`` action: no order, or the quantities and the
   joint fixed cost.
+* :class:`NetworkVectorEnv` / :class:`NetworkEnv` — the inventory networks of :mod:`hybridrl.networks` (serial,
+  one warehouse, transshipment): the flattened inventory vectors of every location, one non-negative request
+  per supply edge, reward minus the network's cost per store; :class:`ExternalNetworkPolicy` is their
+  :class:`ExternalPolicy`.
 * :class:`ExternalPolicy` — the other direction: an outside agent's NumPy ``predict`` as a policy of our
   simulator, so that :func:`hybridrl.train.evaluate` measures it on exactly the test scenarios on which HDPO
   and the optimal policy are measured (common random numbers).
@@ -119,6 +123,8 @@ from .hybrid import Episode
 from .inventory import InventorySetting, Observation, arrival_slots, step
 from .jrp import JointReplenishment
 from .lqr import INITIAL_RANGE, SwitchedLQR
+from .network_policies import location_demand
+from .networks import Network, NetworkObservation, NetworkScenarios, network_step, sample_network_scenarios
 from .scenarios import Scenarios, sample_scenarios
 from .train import resolve_device
 
@@ -127,11 +133,14 @@ __all__ = [
     "AgentRun",
     "AgentView",
     "BatchedVectorEnv",
+    "ExternalNetworkPolicy",
     "ExternalPolicy",
     "InventoryEnv",
     "InventoryVectorEnv",
     "JRPEnv",
     "JRPVectorEnv",
+    "NetworkEnv",
+    "NetworkVectorEnv",
     "SingleEnv",
     "SwitchedLQREnv",
     "SwitchedLQRVectorEnv",
@@ -139,6 +148,7 @@ __all__ = [
     "compare_to_optimum",
     "inventory_spaces",
     "mean_demand_view",
+    "network_spaces",
     "one_thread",
     "sb3_available",
     "sb3_vec_env",
@@ -1187,3 +1197,270 @@ class JRPEnv(SingleEnv):
     def episodes(self) -> Episode:
         """The current episode (a batch of one)."""
         return self.vector.episodes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inventory networks (HDPO spec §4.3-§4.5)
+# ----------------------------------------------------------------------------------------------------------------
+def _network_max_requests(network: Network, max_request) -> np.ndarray:
+    """Upper bound of each edge's request ``[E]``: ``MAX_ORDER_FACTOR`` × the mean demand flowing through the
+    edge's receiver (:func:`hybridrl.network_policies.location_demand`; the bound of ``NetworkMLP``'s outside
+    edges), one number, or one per edge."""
+    E = network.n_edges
+    if max_request is None:
+        through = location_demand(network)[network.tensor("receiver")]
+        return (MAX_ORDER_FACTOR * through.double().numpy()).astype(np.float32)
+    values = np.asarray(max_request, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        values = np.repeat(values, E)
+    if values.shape != (E,) or not np.isfinite(values).all() or (values <= 0).any():
+        raise ValueError(f"max_request must be a positive finite number or one per edge ({E}), got {max_request!r}")
+    return values.astype(np.float32)
+
+
+def network_spaces(network: Network, max_request=None) -> tuple[spaces.Box, spaces.Box]:
+    """The single observation and action spaces of a network (:class:`NetworkVectorEnv`).
+
+    Observation ``Box((N * n,))`` float32, the inventory vectors ``[N, n]`` flattened location by location
+    (entry ``k * n + j`` is slot ``j`` of location ``k``). Pipeline slots ``j >= 1`` are ``>= 0``; the on-hand slot
+    is unbounded below at a backlogging store and at every non-store location (its on-hand after shipping is
+    ``>= 0`` in exact arithmetic, but proportional rationing in float32 can leave a residue of about ``-1e-7`` ×
+    the stock, e.g. ``-1e-5``, which would otherwise fall outside the space); a lost-sales store's on-hand is
+    ``>= 0``. Nothing is bounded above. Action ``Box(0, max_request, (E,))`` float32, one request per edge in
+    the network's edge order.
+    """
+    if not isinstance(network, Network):
+        raise ValueError(f"network must be a hybridrl.networks.Network, got {type(network).__name__}")
+    N, n = network.n_locations, network.n_slots
+    low = np.zeros((N, n), dtype=np.float32)
+    for k, location in enumerate(network.locations):
+        if not (location.store and network.lost_sales):
+            low[k, 0] = -np.inf
+    observation = spaces.Box(low=low.reshape(-1), high=np.full(N * n, np.inf, dtype=np.float32), dtype=np.float32)
+    high = _network_max_requests(network, max_request)
+    action = spaces.Box(low=np.zeros_like(high), high=high, dtype=np.float32)
+    return observation, action
+
+
+class NetworkVectorEnv(BatchedVectorEnv):
+    """``num_envs`` copies of an inventory network, stepped at once by :func:`hybridrl.networks.network_step`.
+
+    Args:
+        network: the supply network (:func:`~hybridrl.networks.serial_network`,
+            :func:`~hybridrl.networks.one_warehouse_network`, :func:`~hybridrl.networks.transshipment_network`,
+            ...), with ``N`` locations, ``S`` stores, ``E`` edges and ``n`` inventory slots.
+        num_envs: ``B``. With ``scenarios``, it defaults to (and must equal) the number of scenarios.
+        horizon: periods per episode (default 100; with ``scenarios``, all their periods).
+        max_request: upper bound of the requests: a number, one per edge, or ``None`` for ``MAX_ORDER_FACTOR``
+            (4) × the mean demand through the edge's receiver (for a warehouse, the sum over the stores it
+            supplies; the bound ``NetworkMLP`` puts on outside orders).
+        scenarios: fixed :class:`~hybridrl.networks.NetworkScenarios` to replay instead of drawing new episodes:
+            sub-environment ``b`` replays scenario ``b`` from period 0 at every reset (e.g. our test scenarios).
+        autoreset_mode, device: see :class:`BatchedVectorEnv`.
+
+    * **Observation** the inventory vectors of every location, flattened to ``(N * n,)`` float32
+      (:func:`network_spaces`). As for the single store, this is the whole state (demand is i.i.d. over time,
+      correlated across stores within a period), and the period index is not observed: the horizon is a time
+      limit of a problem without end.
+    * **Action** ``Box(0, max_request, (E,))``: the non-negative request per edge. Requests outside the box are
+      clipped to it (negative ones to 0), as for every ``Box``; NaN and infinite ones raise. The simulator makes
+      any request feasible (proportional rationing at a supplier that has less than is asked; a transshipment
+      center ships all its stock whatever is asked), so an agent need not learn feasibility. The flows
+      actually shipped are ``info["shipped"]`` ``[B, E]``.
+    * **Reward** ``r_t = −c_t`` with ``c_t`` the period's network **cost per store**: the total cost of all
+      locations divided by ``S``, i.e. the mean over stores of :func:`~hybridrl.networks.network_rollout`'s
+      cost columns (each store's cost plus an equal ``1/S`` share of the upstream cost). Summed over an
+      episode of ``T`` periods, the rewards are ``−T ×`` the cost per store and period that the training loop
+      minimises and :func:`hybridrl.train.evaluate` reports (averaged over stores). ``info`` holds ``cost``
+      (those per-store columns ``[B, S]``), ``location_cost`` ``[B, N]``, ``demand`` ``[B, S]``, ``shortage``
+      ``[B, S]`` and ``shipped`` ``[B, E]``.
+    * **Episodes** start from the initial inventory of :func:`~hybridrl.networks.sample_network_scenarios`
+      (store slots of the store's own lead time ``U[0, 1] × initial_inventory × mean``, upstream empty; all
+      empty for the serial system) and last ``horizon`` periods: ``truncated`` at the end, never
+      ``terminated``.
+    * **Randomness** every new episode of sub-environment ``b`` draws from the environment's ``np_random`` one
+      demand seed and one initial-inventory seed (:attr:`seeds` ``[b]``) and generates its data as the single
+      scenario ``sample_network_scenarios(network, 1, horizon, demand_seed=..., inventory_seed=...)`` (the
+      network's correlated normal demand, truncated at 0 if the network says so). One draw per sub-environment,
+      not one batch of ``B``: torch's normal sampler fills a batch in a size-dependent order, so a batch draw
+      would give sub-environment 0 other demand than :class:`NetworkEnv` with the same seed. The current
+      episodes' data are :attr:`scenarios`, so that the same periods can be replayed through
+      :func:`~hybridrl.networks.network_rollout`.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        num_envs: int | None = None,
+        horizon: int | None = None,
+        *,
+        max_request=None,
+        scenarios: NetworkScenarios | None = None,
+        autoreset_mode="next_step",
+        device: str | torch.device = "cpu",
+    ):
+        observation_space, action_space = network_spaces(network, max_request)
+        if scenarios is not None:
+            if not isinstance(scenarios, NetworkScenarios):
+                raise ValueError(
+                    f"scenarios must be hybridrl.networks.NetworkScenarios, got {type(scenarios).__name__}"
+                )
+            if scenarios.setting != network:
+                raise ValueError("scenarios were drawn for another network than the environment's")
+            num_envs = scenarios.n if num_envs is None else num_envs
+            if num_envs != scenarios.n:
+                raise ValueError(f"num_envs={num_envs} must equal the number of scenarios ({scenarios.n}) to replay")
+            horizon = scenarios.periods if horizon is None else horizon
+            check_int("horizon", horizon, minimum=1)
+            if horizon > scenarios.periods:
+                raise ValueError(f"horizon={horizon} exceeds the {scenarios.periods} periods of the scenarios")
+        num_envs = 1 if num_envs is None else num_envs
+        horizon = 100 if horizon is None else horizon
+        super().__init__(
+            num_envs, horizon, observation_space, action_space, autoreset_mode=autoreset_mode, device=device
+        )
+        self.network = network
+        self.fixed = scenarios is not None
+        self._scenarios = None if scenarios is None else scenarios.with_periods(horizon).to(self.device)
+        self.seeds = np.full((self.num_envs, 2), -1, dtype=np.int64)
+        """``(demand_seed, inventory_seed)`` of each sub-environment's current episode (``-1`` with ``scenarios``)."""
+        self._inventory: Tensor | None = None
+        self._stores = network.tensor("store_index").to(self.device)
+        self._is_store = network.tensor("is_store").to(self.device)
+
+    @property
+    def scenarios(self) -> NetworkScenarios:
+        """The data (store demand ``[B, S, T]``, initial inventory ``[B, N, n]``) of the current episodes."""
+        if self._scenarios is None:
+            raise ResetNeeded("no episode yet: call reset() first")
+        return self._scenarios
+
+    @property
+    def inventory(self) -> Tensor:
+        """The current inventory vectors ``[B, N, n]`` (the observation before flattening)."""
+        if self._inventory is None:
+            raise ResetNeeded("no episode yet: call reset() first")
+        return self._inventory
+
+    def _start(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        if not self.fixed:
+            seeds = np.stack([rng.integers(0, 2**31, size=2) for _ in indices])  # one pair per sub-environment
+            parts = [sample_network_scenarios(self.network, 1, self.horizon, demand_seed=int(d), inventory_seed=int(i))
+                     for d, i in seeds]
+            fresh = NetworkScenarios(self.network, torch.cat([p.demand for p in parts]),
+                                     torch.cat([p.initial_inventory for p in parts])).to(self.device)
+            self.seeds[indices] = seeds
+            if self._scenarios is None or len(indices) == self.num_envs:
+                self._scenarios = fresh  # a new object: a reference kept to the last episodes' data stays valid
+            else:  # some sub-environments only (reset_mask)
+                rows = torch.as_tensor(indices, device=self.device)
+                demand, initial = self._scenarios.demand.clone(), self._scenarios.initial_inventory.clone()
+                demand[rows], initial[rows] = fresh.demand, fresh.initial_inventory
+                self._scenarios = replace(self._scenarios, demand=demand, initial_inventory=initial)
+        if self._inventory is None:
+            self._inventory = self._scenarios.initial_inventory.clone()
+        rows = torch.as_tensor(indices, device=self.device)
+        self._inventory = self._inventory.clone()
+        self._inventory[rows] = self._scenarios.initial_inventory[rows]
+
+    def _observe(self) -> Tensor:
+        return self._inventory.flatten(1)
+
+    def _advance(self, action: Tensor, period: np.ndarray):
+        data = self._scenarios
+        if (period == period[0]).all():
+            demand = data.demand[..., int(period[0])]
+        else:
+            t = torch.as_tensor(period, device=self.device).view(-1, 1, 1).expand(-1, data.demand.shape[1], 1)
+            demand = data.demand.gather(-1, t).squeeze(-1)
+        result = network_step(self.network, self._inventory, action.to(self._inventory.dtype), demand)
+        self._inventory = result.inventory
+        # the same arithmetic as network_rollout's cost columns, so that the numbers are the training loop's
+        upstream = result.location_cost.masked_fill(self._is_store, 0.0).sum(-1, keepdim=True)
+        cost = result.location_cost[:, self._stores] + upstream / self.network.n_stores  # [B, S]
+        info = {"cost": cost, "location_cost": result.location_cost, "demand": demand, "shortage": result.shortage,
+                "shipped": result.shipped}
+        return cost.mean(-1), None, info
+
+
+class NetworkEnv(SingleEnv):
+    """One copy of an inventory network as a ``gymnasium.Env`` (:class:`NetworkVectorEnv`).
+
+    Args:
+        network: the supply network.
+        horizon: periods per episode (default 100); the last step returns ``truncated=True``.
+        max_request: upper bound of the requests (default 4 × the mean demand through each edge's receiver).
+        scenarios: one fixed :class:`~hybridrl.networks.NetworkScenarios` to replay at every reset.
+        device: where the simulator's tensors live.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        horizon: int | None = None,
+        *,
+        max_request=None,
+        scenarios: NetworkScenarios | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if scenarios is not None and getattr(scenarios, "n", None) != 1:
+            raise ValueError(f"NetworkEnv replays one scenario, got {getattr(scenarios, 'n', scenarios)!r}: "
+                             "use NetworkVectorEnv")
+        super().__init__(
+            NetworkVectorEnv(
+                network, 1, horizon, max_request=max_request, scenarios=scenarios, autoreset_mode="disabled",
+                device=device,
+            )
+        )
+        self.network = network
+
+    @property
+    def scenarios(self) -> NetworkScenarios:
+        """The data of the current episode (one scenario)."""
+        return self.vector.scenarios
+
+
+NETWORK_ENV_ID = "hybridrl/InventoryNetwork-v0"
+"""Registered with Gymnasium on import: ``gymnasium.make(NETWORK_ENV_ID, network=...)`` gives a
+:class:`NetworkEnv`, ``gymnasium.make_vec(NETWORK_ENV_ID, num_envs=B, vectorization_mode="vector_entry_point",
+network=...)`` a :class:`NetworkVectorEnv`."""
+
+if NETWORK_ENV_ID not in gymnasium.registry:
+    gymnasium.register(
+        id=NETWORK_ENV_ID, entry_point="hybridrl.envs:NetworkEnv", vector_entry_point="hybridrl.envs:NetworkVectorEnv"
+    )
+
+
+class ExternalNetworkPolicy(nn.Module):
+    """An outside agent as a policy of the network simulator: the :class:`ExternalPolicy` of networks.
+
+    ``predict`` maps a batch of environment observations, a NumPy array ``[B, N * n]`` exactly as
+    :class:`NetworkVectorEnv` returns them (flattened inventory vectors), to environment actions ``[B, E]``
+    (requests per edge). The module maps a :class:`~hybridrl.networks.NetworkObservation` to requests, so
+    :func:`hybridrl.train.evaluate` (through :func:`~hybridrl.networks.network_rollout`) measures the agent on
+    our own network scenarios — the test scenarios on which HDPO's network policies are measured. Actions are
+    checked and clipped by the same code as in ``env.step`` (negative requests become 0). No parameters; never
+    trained.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], network: Network, *, max_request=None):
+        super().__init__()
+        if not callable(predict):
+            raise ValueError(f"predict must be callable, got {type(predict).__name__}")
+        self.predict = predict
+        self.network = network
+        self.observation_space, self.action_space = network_spaces(network, max_request)
+
+    def forward(self, obs: NetworkObservation) -> Tensor:
+        inventory = obs.inventory
+        shape = (self.network.n_locations, self.network.n_slots)
+        if tuple(inventory.shape[1:]) != shape:
+            raise ValueError(
+                f"the agent observes inventory of shape {shape} (locations x slots), but the scenarios have "
+                f"{tuple(inventory.shape[1:])}: evaluate it on scenarios of its own network"
+            )
+        batch = inventory.shape[0]
+        observation = _numpy(inventory.flatten(1), self.observation_space)
+        action = self.predict(observation)
+        requests = _action_tensor(action, self.action_space, batch, inventory.device, name="predict(...)")
+        return requests.to(inventory.dtype)

@@ -20,7 +20,9 @@ Profiles (the notebooks' ``profile`` parameter):
 from __future__ import annotations
 
 import functools
+import os
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -422,3 +424,23 @@ def backlog_optima(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -
         r = backlog_base_stock(store.underage_cost, store.holding_cost, store.lead_time, store.demand)
         rows.append(dict(lead_time=store.lead_time, penalty=store.underage_cost, level=r.level, optimal=r.cost))
     return pd.DataFrame(rows)
+
+
+def run_parallel(fn, jobs: list, *, workers: int | None = None, progress: bool = True, description: str = "") -> list:
+    """``[fn(job) for job in jobs]`` over ``workers`` spawned processes (default: one per core), in order."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    started = time.time()
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
+                                mininterval=5))
+    else:
+        results = [fn(job) for job in tqdm(jobs, desc=description, disable=not progress, mininterval=5)]
+    if progress:
+        print(f"{description}: {len(jobs)} runs in {time.time() - started:.0f} s ({workers} workers)")
+    return results

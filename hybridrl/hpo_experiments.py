@@ -17,19 +17,16 @@ networks), ``paper`` (spec §9: networks [512, 512], 4000 updates, 11 seeds, the
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
-import multiprocessing
 import pandas as pd
 import torch
 
 from . import __version__
 from ._config import check_choice, check_int
 from .cache import cached
-from .experiments import GridResult, check_profile
+from .experiments import GridResult, check_profile, run_parallel
 from .hpo import HybridConfig, evaluate_hybrid, reported, train_hybrid
 from .lqr import (SwitchedLQR, best_fixed_mode_cost, relaxed_lower_bound, riccati_cost, sample_splits,
                   switched_optimum)
@@ -182,18 +179,8 @@ def _run_job(job) -> dict:
 
 
 def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str) -> list[dict]:
-    """Run independent jobs ``(kind, args, force)`` in ``workers`` processes (spawned; one torch thread each)."""
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    started = time.time()
-    if workers > 1 and len(jobs) > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            records = _with_progress(pool.map(_run_job, jobs), len(jobs), progress, description)
-    else:
-        records = _with_progress(map(_run_job, jobs), len(jobs), progress, description)
-    if progress:
-        print(f"{description}: {len(jobs)} runs in {time.time() - started:.0f} s ({workers} workers)")
-    return records
+    """Run independent jobs ``(kind, args, force)`` in ``workers`` spawned processes (one torch thread each)."""
+    return run_parallel(_run_job, jobs, workers=workers, progress=progress, description=description)
 
 
 def _grid_result(records: list[dict], keys: list[str]) -> GridResult:
@@ -218,14 +205,6 @@ def run_lqr_grid(profile: str = "quick", *, methods=LQR_METHODS, seeds=None, wor
             if not (m == "hpo_decentralized" and _problem(d, J, v).n_choices == 1)]
     records = _run_jobs(jobs, workers, progress, "switched LQR")
     return _grid_result(records, [*LQR_CELL, "method", "seed"])
-
-
-def _with_progress(iterable, total: int, progress: bool, description: str) -> list:
-    if not progress:
-        return list(iterable)
-    from tqdm.auto import tqdm
-
-    return list(tqdm(iterable, total=total, desc=description, mininterval=5))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -346,42 +325,18 @@ def method_summary(table: pd.DataFrame, keys=LQR_CELL, value: str = "test_cost")
 
 def compare_methods(table: pd.DataFrame, better: str, worse: str, keys=LQR_CELL, value: str = "test_cost"
                     ) -> pd.DataFrame:
-    """Per cell: ``worse``'s mean cost relative to ``better``'s (``gap_pct``, with a 95 % bootstrap interval
-    [``gap_low``, ``gap_high``] resampling each method's seeds) and P(a ``better`` run costs less than a ``worse``
-    run) with its interval (:func:`hybridrl.stats.probability_of_improvement`)."""
-    import numpy as np
-
+    """:func:`hybridrl.stats.compare_methods` with the S-LQR cell as the default key."""
     from . import stats
 
-    rows = []
-    for key, part in table.groupby(keys, sort=True):
-        a = part[part.method == better][value].to_numpy()
-        b = part[part.method == worse][value].to_numpy()
-        if len(a) == 0 or len(b) == 0:
-            continue
-        p = stats.probability_of_improvement(a[:, None], b[:, None], lower_is_better=True)
-        rng = np.random.default_rng(0)
-        ratio = b[rng.integers(0, len(b), (2000, len(b)))].mean(1) / a[rng.integers(0, len(a), (2000, len(a)))].mean(1)
-        low, high = np.percentile(100 * (ratio - 1), [2.5, 97.5])
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), f"{better}_cost": a.mean(), f"{worse}_cost": b.mean(),
-                     "gap_pct": 100 * (b.mean() / a.mean() - 1), "gap_low": low, "gap_high": high,
-                     "p_better": p.estimate, "p_low": p.low, "p_high": p.high, "runs": min(len(a), len(b))})
-    return pd.DataFrame(rows)
+    return stats.compare_methods(table, better, worse, keys=keys, value=value)
 
 
 def learning_curves(history: pd.DataFrame, *, task: str, value: str = "gap") -> dict[str, pd.DataFrame]:
-    """Per method, the IQM of ``value`` over seeds × tasks at every dev evaluation with a 95 % stratified-bootstrap
-    band (:func:`hybridrl.stats.curve`) and the median wall-clock seconds there: the input of
-    :func:`hybridrl.plots.learning_curves` (columns ``step, seconds, estimate, low, high, runs, tasks``)."""
+    """Per method, the IQM of ``value`` over seeds × tasks at every dev evaluation (policy updates) with a 95 %
+    stratified-bootstrap band and the median wall-clock seconds (:func:`hybridrl.stats.curves_by_method`)."""
     from . import stats
 
-    curves = {}
-    for method, part in history.groupby("method"):
-        curve = stats.curve(part, x="update", task=task, value=value, statistic="iqm")
-        seconds = part.groupby("update").seconds.median()
-        curves[method] = curve.merge(seconds, left_on="update", right_index=True).rename(columns={"update": "step"})
-    return curves
+    return stats.curves_by_method(history, x="update", task=task, value=value)
 
 
 def updates_to_target(history: pd.DataFrame, *, task: str, target_pct: float, floor: str = "floor") -> pd.DataFrame:

@@ -342,6 +342,9 @@ class Trajectory:
     sales: Tensor | None = None  # [B, S, T]
     lost: Tensor | None = None  # [B, S, T]
     final_inventory: Tensor | None = None  # [B, S, n]
+    location_cost: Tensor | None = None  # [B, N, T], networks only (hybridrl.networks)
+    log_prob: Tensor | None = None  # [B, S, T] (networks: [B, 1, T]), log π(a_t | s_t) of a stochastic policy
+    value: Tensor | None = None  # like log_prob: its learned baseline V(s_t) (hybridrl.reinforce)
 
     def hindsight_cost(self, warmup: int = 0) -> Tensor:
         """C(θ; ξ) per scenario and store, averaged over the periods ``t >= warmup``: ``[B, S]``."""
@@ -385,6 +388,10 @@ def rollout(
     ``compile=True`` each period (policy and simulator) runs as one ``torch.compile``d unit: the same numbers
     up to floating-point rounding, faster once compiled (the first call compiles, for some seconds).
     """
+    if getattr(scenarios, "is_network", False):  # the same loop for a supply network (hybridrl.networks)
+        from .networks import network_rollout
+
+        return network_rollout(policy, scenarios, periods, round_orders=round_orders, record=record, compile=compile)
     setting = scenarios.setting
     periods = scenarios.periods if periods is None else periods
     if periods > scenarios.periods:
@@ -408,6 +415,9 @@ def rollout(
     if min_order is not None and bool(min_order.amin() < 0):
         raise ValueError(f"the policy placed a negative order ({float(min_order.amin()):.4g}); orders must be >= 0")
     trajectory = Trajectory(cost=torch.stack(costs, dim=-1))
+    recorded = policy.pop_record() if hasattr(policy, "pop_record") else None  # hybridrl.reinforce
+    if recorded is not None:
+        trajectory.log_prob, trajectory.value = recorded
     if record:
         inv, orders, sales, lost = zip(*records)
         trajectory.inventory = torch.stack(inv, dim=2)

@@ -46,7 +46,7 @@ def gap_heatmaps(table: pd.DataFrame, methods: dict[str, str], *, title: str = "
 
 def learning_curves(
     curves: dict[str, pd.DataFrame], *, profiles: dict | None = None, ylabel: str = "dev gap to the optimal policy (%)",
-    title: str = "", statistic: str = "IQM",
+    title: str = "", statistic: str = "IQM", xlabel: str = "policy updates",
 ) -> plt.Figure:
     """Aggregate learning curves with confidence bands, against policy updates and against wall-clock seconds.
 
@@ -64,10 +64,10 @@ def learning_curves(
         for ax, x in zip(axes[:2], ("step", "seconds")):
             ax.plot(c[x], c.estimate, marker="o", ms=3, color=colors[k % len(colors)], label=f"{label} ({n})")
             ax.fill_between(c[x], c.low, c.high, color=colors[k % len(colors)], alpha=0.25, lw=0)
-    for ax, xlabel in zip(axes[:2], ("policy updates", "wall-clock seconds (median over seeds)")):
+    for ax, label in zip(axes[:2], (xlabel, "wall-clock seconds (median over seeds)")):
         ax.axhline(0, color="k", lw=0.8)
         ax.set_yscale("symlog", linthresh=0.5)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{ylabel}\n{statistic}, 95% stratified bootstrap band")
     axes[0].legend(fontsize=8)

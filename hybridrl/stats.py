@@ -240,3 +240,40 @@ def curve(
         rows.append({x: point, "estimate": iv.estimate, "low": iv.low, "high": iv.high,
                      "runs": scores.shape[0], "tasks": scores.shape[1]})
     return pd.DataFrame(rows)
+
+
+def curves_by_method(history: pd.DataFrame, *, x: str, task: Sequence[str] | str, value: str,
+                     statistic: str = "iqm") -> dict[str, pd.DataFrame]:
+    """Per method (column ``method``), :func:`curve` of ``value`` against ``x`` over seeds × tasks, with the median
+    wall-clock ``seconds`` at every point: the input of :func:`hybridrl.plots.learning_curves` (columns ``step,
+    seconds, estimate, low, high, runs, tasks``)."""
+    curves = {}
+    for method, part in history.groupby("method"):
+        c = curve(part, x=x, task=task, value=value, statistic=statistic)
+        seconds = part.groupby(x).seconds.median()
+        curves[method] = c.merge(seconds, left_on=x, right_index=True).rename(columns={x: "step"})
+    return curves
+
+
+def compare_methods(table: pd.DataFrame, better: str, worse: str, keys: Sequence[str], value: str = "test_cost",
+                    seed: int = 0) -> pd.DataFrame:
+    """Per cell (``keys``) of a long table with a ``method`` column: ``worse``'s mean ``value`` relative to
+    ``better``'s (``gap_pct``, with a 95 % bootstrap interval [``gap_low``, ``gap_high``] resampling each method's
+    runs) and P(a ``better`` run has a lower ``value`` than a ``worse`` run) with its interval
+    (:func:`probability_of_improvement`)."""
+    keys = list(keys)
+    rows = []
+    for key, part in table.groupby(keys, sort=True):
+        a = part[part.method == better][value].to_numpy(dtype=float)
+        b = part[part.method == worse][value].to_numpy(dtype=float)
+        if len(a) == 0 or len(b) == 0:
+            continue
+        p = probability_of_improvement(a[:, None], b[:, None], lower_is_better=True, seed=seed)
+        rng = np.random.default_rng(seed)
+        ratio = b[rng.integers(0, len(b), (2000, len(b)))].mean(1) / a[rng.integers(0, len(a), (2000, len(a)))].mean(1)
+        low, high = np.percentile(100 * (ratio - 1), [2.5, 97.5])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), f"{better}_cost": a.mean(), f"{worse}_cost": b.mean(),
+                     "gap_pct": 100 * (b.mean() / a.mean() - 1), "gap_low": low, "gap_high": high,
+                     "p_better": p.estimate, "p_low": p.low, "p_high": p.high, "runs": min(len(a), len(b))})
+    return pd.DataFrame(rows)

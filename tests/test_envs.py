@@ -582,3 +582,270 @@ def test_jrp_new_episodes_and_out_of_step_sub_environments():
             state[b] = next_state[0]
         periods += 1
         np.testing.assert_array_equal(obs, JRP.observe(state, 0, data).numpy())
+
+
+# ---- inventory networks ------------------------------------------------------------------------------------------
+from gymnasium.utils import seeding  # noqa: E402
+
+from hybridrl.network_policies import EchelonBaseStock, NetworkMLP, location_demand  # noqa: E402
+from hybridrl.networks import (  # noqa: E402
+    NetworkObservation,
+    network_rollout,
+    one_warehouse_network,
+    sample_network_scenarios,
+    serial_network,
+    transshipment_network,
+)
+
+NETWORKS = {"serial": serial_network(), "one_warehouse_3": one_warehouse_network(3),
+            "transshipment_3": transshipment_network(3)}
+WIDE = 1e4  # a request bound that never binds, so that a torch policy and the environment see the same requests
+
+
+def _network_predict(policy, network):
+    """A torch network policy as an outside agent's NumPy ``predict`` on flattened observations ``[B, N * n]``."""
+    def predict(obs):
+        inventory = torch.as_tensor(obs).view(obs.shape[0], network.n_locations, network.n_slots)
+        with torch.no_grad():
+            return policy(NetworkObservation(inventory, network, 0)).numpy()
+    return predict
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_check_env_passes(name):
+    _check(envs.NetworkEnv(NETWORKS[name], horizon=10))
+
+
+def test_network_check_env_on_a_replayed_scenario_and_through_gymnasium_make():
+    net = NETWORKS["one_warehouse_3"]
+    _check(envs.NetworkEnv(net, scenarios=sample_network_scenarios(net, 1, 8, demand_seed=1, inventory_seed=2)))
+    made = gymnasium.make(envs.NETWORK_ENV_ID, network=net, horizon=5)
+    assert isinstance(made.unwrapped, envs.NetworkEnv)
+    vec = gymnasium.make_vec(envs.NETWORK_ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", network=net,
+                             horizon=5)
+    assert isinstance(vec, envs.NetworkVectorEnv) and vec.num_envs == 3
+
+
+def test_network_spaces():
+    net = NETWORKS["one_warehouse_3"]  # 4 locations, 4 edges, n = 3 slots, lost sales
+    env = envs.NetworkVectorEnv(net, num_envs=5, horizon=4)
+    N, n, E = net.n_locations, net.n_slots, net.n_edges
+    assert env.single_observation_space.shape == (N * n,) and env.observation_space.shape == (5, N * n)
+    assert env.single_action_space.shape == (E,) and env.action_space.shape == (5, E)
+    receiver = net.tensor("receiver")
+    np.testing.assert_allclose(env.single_action_space.high, 4 * location_demand(net)[receiver].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(env.single_action_space.high[0], 4 * float(net.mean_demand.sum()), rtol=1e-6)
+    assert (env.single_action_space.low == 0).all()
+    low = env.single_observation_space.low.reshape(N, n)
+    assert low[0, 0] == -np.inf and (low[1:, 0] == 0).all() and (low[:, 1:] == 0).all()  # lost-sales stores >= 0
+    backlog = envs.NetworkEnv(NETWORKS["transshipment_3"]).observation_space.low.reshape(N, n)
+    assert (backlog[:, 0] == -np.inf).all()
+    assert envs.NetworkEnv(net, max_request=7).action_space.high.tolist() == [7.0] * E
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs in env.observation_space
+    np.testing.assert_array_equal(obs, env.scenarios.initial_inventory.flatten(1).numpy())
+    for _ in range(4):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs in env.observation_space and reward.dtype == np.float64 and reward.shape == (5,)
+        np.testing.assert_array_equal(obs, env.inventory.flatten(1).numpy())
+    assert info["cost"].shape == (5, 3) and info["location_cost"].shape == (5, N) and info["shipped"].shape == (5, E)
+    # requests are clipped to the box: negative ones to 0
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.full((5, E), -3.0))
+    assert (info["shipped"] == 0).all()
+    for bad in (-1.0, [1.0, 2.0], np.inf):
+        with pytest.raises(ValueError, match=r"max_request must be a positive finite number or one per edge \(4\)"):
+            envs.NetworkVectorEnv(net, max_request=bad)
+    with pytest.raises(ValueError, match="hybridrl.networks.Network"):
+        envs.NetworkVectorEnv(LOST)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_vector_env_costs_equal_the_simulator(name):
+    net = NETWORKS[name]
+    B, T = 16, 20
+    env = envs.NetworkVectorEnv(net, num_envs=B, horizon=T, max_request=WIDE, autoreset_mode="disabled")
+    policy = EchelonBaseStock(net)
+    out = _play(env, _network_predict(policy, net), T, seed=3)
+    rewards = np.stack(out["reward"], 1)  # [B, T]
+    with torch.no_grad():
+        trajectory = network_rollout(policy, env.scenarios, record=True)
+    # the same numbers as the simulator, period by period: inventories, per-store cost columns, demand ...
+    np.testing.assert_allclose(np.stack(out["obs"][:-1], 1), trajectory.inventory.transpose(1, 2).flatten(2).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.stack([i["cost"] for i in out["info"]], -1), trajectory.cost.numpy(),
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.stack([i["location_cost"] for i in out["info"]], -1),
+                               trajectory.location_cost.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(np.stack([i["demand"] for i in out["info"]], -1), env.scenarios.demand.numpy())
+    # ... the reward is minus the network cost per store, so an episode's return is -T x the rollout's cost
+    np.testing.assert_allclose(rewards, -trajectory.cost.mean(1).numpy(), rtol=1e-5, atol=1e-4)
+    total = np.stack([i["location_cost"] for i in out["info"]], 1).sum(-1) / net.n_stores
+    np.testing.assert_allclose(rewards, -total, rtol=1e-5)
+    np.testing.assert_allclose(rewards.sum(1), -T * trajectory.hindsight_cost().mean(1).numpy(), rtol=1e-5)
+    # ... and exactly the same through the outside-agent route
+    replay = network_rollout(envs.ExternalNetworkPolicy(_network_predict(policy, net), net, max_request=WIDE),
+                             env.scenarios)
+    np.testing.assert_array_equal(rewards, -replay.cost.mean(1).double().numpy())
+    assert rewards.std() > 0
+
+
+@pytest.mark.parametrize("name, make_policy", [
+    ("serial", EchelonBaseStock),
+    ("one_warehouse_3", lambda net: NetworkMLP(net, hidden=(16,), init_seed=3)),
+    ("transshipment_3", EchelonBaseStock),
+])
+def test_network_external_policy_reproduces_direct_evaluation(name, make_policy):
+    net = NETWORKS[name]
+    test = sample_network_scenarios(net, 12, 25, demand_seed=65, inventory_seed=4840)
+    policy = make_policy(net)
+    predict = _network_predict(policy, net)
+    with torch.no_grad():
+        direct = evaluate(policy, test, warmup=5)  # [N, S]
+    external = evaluate(envs.ExternalNetworkPolicy(predict, net, max_request=WIDE), test, warmup=5)
+    np.testing.assert_allclose(external.numpy(), direct.numpy(), rtol=1e-6)
+    # replaying the test scenarios in the environment gives the same cost per store and period
+    env = envs.NetworkVectorEnv(net, scenarios=test, max_request=WIDE, autoreset_mode="disabled")
+    assert env.num_envs == 12 and env.horizon == 25
+    first = np.stack(_play(env, predict, 25)["reward"], 1)
+    again = np.stack(_play(env, predict, 25, seed=123)["reward"], 1)  # fixed data: seeds do not matter
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(-first[:, 5:].mean(1), direct.mean(1).numpy(), rtol=1e-5)
+    # with the default bound, the agent meets the environment's clipping in evaluation too
+    clipped = envs.ExternalNetworkPolicy(predict, net)
+    bounded = envs.NetworkVectorEnv(net, scenarios=test, autoreset_mode="disabled")
+    rewards = np.stack(_play(bounded, predict, 25)["reward"], 1)
+    np.testing.assert_allclose(-rewards[:, 5:].mean(1), evaluate(clipped, test, warmup=5).mean(1).numpy(), rtol=1e-5)
+
+
+def test_network_external_policy_checks_its_input():
+    net = NETWORKS["one_warehouse_3"]
+    test = sample_network_scenarios(net, 4, 6, demand_seed=1, inventory_seed=1)
+    with pytest.raises(ValueError, match=r"predict\(...\) must have shape \(4, 4\)"):
+        evaluate(envs.ExternalNetworkPolicy(lambda obs: np.zeros(4), net), test)
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(envs.ExternalNetworkPolicy(lambda obs: np.full((4, 4), np.nan), net), test)
+    serial = sample_network_scenarios(NETWORKS["serial"], 4, 6, demand_seed=1, inventory_seed=1)
+    with pytest.raises(ValueError, match=r"inventory of shape \(4, 3\).*\(4, 4\)"):
+        evaluate(envs.ExternalNetworkPolicy(lambda obs: np.zeros((4, 4)), net), serial)
+    with pytest.raises(ValueError, match="callable"):
+        envs.ExternalNetworkPolicy(3, net)
+
+
+def test_network_episodes_are_drawn_like_sample_network_scenarios():
+    net = NETWORKS["one_warehouse_3"]
+    env = envs.NetworkVectorEnv(net, num_envs=64, horizon=50)
+    env.reset(seed=7)
+    rng, _ = seeding.np_random(7)
+    for b in range(64):  # one scenario of sample_network_scenarios per sub-environment, seeded from np_random
+        demand_seed, inventory_seed = (int(s) for s in rng.integers(0, 2**31, size=2))
+        assert env.seeds[b].tolist() == [demand_seed, inventory_seed]
+        expected = sample_network_scenarios(net, 1, 50, demand_seed=demand_seed, inventory_seed=inventory_seed)
+        np.testing.assert_array_equal(env.scenarios.demand[b].numpy(), expected.demand[0].numpy())
+        np.testing.assert_array_equal(env.scenarios.initial_inventory[b].numpy(), expected.initial_inventory[0].numpy())
+    demand = env.scenarios.demand.permute(1, 0, 2).flatten(1)  # [S, B * T]
+    assert (demand >= 0).all()
+    assert np.allclose(demand.mean(1).numpy(), net.mean_demand.numpy(), rtol=0.05)
+    corr = np.corrcoef(demand.numpy())[np.triu_indices(3, 1)]
+    assert (corr > 0.4).all() and (corr < 0.6).all()  # the network's correlation, 0.5
+    assert (env.scenarios.initial_inventory[:, 0] == 0).all()  # the warehouse starts empty
+    serial = envs.NetworkVectorEnv(NETWORKS["serial"], num_envs=4, horizon=3)
+    obs, _ = serial.reset(seed=0)
+    assert (obs == 0).all()  # the serial system starts empty
+    assert (serial.scenarios.demand >= 0).all()
+    trans = envs.NetworkVectorEnv(NETWORKS["transshipment_3"], num_envs=64, horizon=50)
+    trans.reset(seed=0)
+    assert (trans.scenarios.demand < 0).any()  # transshipment demand is not truncated (spec §4.5)
+
+
+def test_network_same_seed_same_trajectory_and_single_env_is_sub_environment_zero():
+    net = NETWORKS["transshipment_3"]
+    actions = np.random.default_rng(0).uniform(0, 20, size=(12, 4, net.n_edges)).astype(np.float32)
+
+    def run(seed):
+        out = _play(envs.NetworkVectorEnv(net, num_envs=4, horizon=12), lambda obs, it=iter(actions): next(it), 12,
+                    seed=seed)
+        return np.stack(out["obs"]), np.stack(out["reward"])
+
+    torch.rand(3), np.random.rand(3)  # unrelated global random activity must not matter
+    a, b, c = run(7), run(7), run(8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1]) and not np.array_equal(a[0][0], c[0][0])
+    single = _play(envs.NetworkEnv(net, horizon=12), lambda obs, it=iter(actions): next(it)[0], 12, seed=7)
+    np.testing.assert_array_equal(np.stack(single["obs"]), a[0][:, 0])
+    np.testing.assert_array_equal(np.array(single["reward"]), a[1][:, 0])
+    assert isinstance(single["reward"][0], float) and single["truncated"] == [False] * 11 + [True]
+    assert not any(single["terminated"])
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_network_truncated_at_the_horizon_and_autoreset(mode):
+    net = NETWORKS["one_warehouse_3"]
+    E = net.n_edges
+    env = envs.NetworkVectorEnv(net, num_envs=3, horizon=4, autoreset_mode=mode)
+    policy = _network_predict(EchelonBaseStock(net), net)
+    out = _play(env, policy, 4, seed=5)
+    truncated = np.stack(out["truncated"])
+    assert not np.stack(out["terminated"]).any() and not truncated[:-1].any() and truncated[-1].all()
+    old = env.scenarios
+    if mode == "next_step":
+        obs, reward, terminated, truncated, info = env.step(np.full((3, E), 19.0))  # this action is ignored
+        assert env.scenarios is not old and not torch.equal(env.scenarios.demand, old.demand)
+        np.testing.assert_array_equal(obs, env.scenarios.initial_inventory.flatten(1).numpy())
+        assert (reward == 0).all() and not terminated.any() and not truncated.any() and info == {}
+        _, reward, _, truncated, _ = env.step(policy(obs))  # the new episode goes on normally
+        assert (reward < 0).all() and not truncated.any()
+    elif mode == "same_step":
+        info = out["info"][-1]
+        assert info["_final_obs"].all() and info["_final_info"].all()
+        np.testing.assert_array_equal(out["obs"][-1], env.scenarios.initial_inventory.flatten(1).numpy())
+        # the same episode as under NEXT_STEP with the same seed; the last observation is in info
+        nxt = envs.NetworkVectorEnv(net, num_envs=3, horizon=4, autoreset_mode="next_step")
+        a = _play(nxt, policy, 4, seed=5)
+        np.testing.assert_array_equal(np.stack(a["reward"]), np.stack(out["reward"]))
+        np.testing.assert_array_equal(np.stack(info["final_obs"]), a["obs"][-1])
+        np.testing.assert_array_equal(info["final_info"]["cost"], a["info"][-1]["cost"])
+    else:
+        with pytest.raises(ResetNeeded, match="reset_mask"):
+            env.step(np.zeros((3, E)))
+        obs, _ = env.reset(options={"reset_mask": np.array([True, False, True])})
+        assert torch.equal(env.scenarios.demand[1], old.demand[1])
+        assert not torch.equal(env.scenarios.demand[0], old.demand[0])
+        np.testing.assert_array_equal(obs[[0, 2]], env.scenarios.initial_inventory[[0, 2]].flatten(1).numpy())
+        with pytest.raises(ResetNeeded, match=r"\[1\]"):
+            env.step(np.zeros((3, E)))
+
+
+def test_network_out_of_step_sub_environments_read_their_own_periods():
+    net = NETWORKS["one_warehouse_3"]
+    env = envs.NetworkVectorEnv(net, num_envs=3, horizon=3, autoreset_mode="disabled")
+    _play(env, lambda obs: np.full((3, net.n_edges), 5.0), 1, seed=0)
+    env.reset(options={"reset_mask": np.array([False, True, False])})
+    data = env.scenarios
+    steps = [env.step(np.full((3, net.n_edges), 5.0)) for _ in range(2)]
+    assert [s[3].tolist() for s in steps] == [[False, False, False], [True, False, True]]
+    demand = np.stack([s[4]["demand"] for s in steps], -1)  # [B, S, 2]
+    np.testing.assert_array_equal(demand[[0, 2]], data.demand[[0, 2], :, 1:3].numpy())
+    np.testing.assert_array_equal(demand[1], data.demand[1, :, 0:2].numpy())
+
+
+def test_network_bad_construction_raises():
+    net = NETWORKS["one_warehouse_3"]
+    test = sample_network_scenarios(net, 4, 10, demand_seed=1, inventory_seed=1)
+    with pytest.raises(ValueError, match="exceeds the 10 periods"):
+        envs.NetworkVectorEnv(net, horizon=11, scenarios=test)
+    with pytest.raises(ValueError, match="num_envs=3 must equal the number of scenarios"):
+        envs.NetworkVectorEnv(net, num_envs=3, scenarios=test)
+    with pytest.raises(ValueError, match="another network"):
+        envs.NetworkVectorEnv(NETWORKS["transshipment_3"], scenarios=test)
+    with pytest.raises(ValueError, match="NetworkScenarios"):
+        envs.NetworkVectorEnv(net, scenarios=sample_scenarios(LOST, 4, 10, demand_seed=1, inventory_seed=1))
+    with pytest.raises(ValueError, match="one scenario"):
+        envs.NetworkEnv(net, scenarios=test)
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
+        envs.NetworkVectorEnv(net, horizon=0)
+    with pytest.raises(ValueError, match=r"action must have shape \(2, 4\)"):
+        env = envs.NetworkVectorEnv(net, num_envs=2, horizon=3)
+        env.reset(seed=0)
+        env.step(np.zeros((2, 3)))

@@ -46,7 +46,7 @@ def test_bad_store_fields(kwargs, field, value):
         (lambda: TrainConfig(batch_size=0), "batch_size"),
         (lambda: TrainConfig(lr=-1.0), "lr"),
         (lambda: TrainConfig(schedule="linear"), "schedule"),
-        (lambda: TrainConfig(estimator="reinforce"), "estimator"),
+        (lambda: TrainConfig(estimator="reinforce_me"), "estimator"),
         (lambda: TrainConfig(device="tpu"), "device"),
     ],
 )

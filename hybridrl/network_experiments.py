@@ -1,0 +1,344 @@
+"""The HDPO paper's network experiments (spec §4.3-§4.5): settings, budgets per profile, cached runs over seeds.
+
+A run is one (setting, number of stores, method, training seed, number of training scenarios): a policy trained
+by HDPO with :func:`hybridrl.train.fit` on the network simulator (:mod:`hybridrl.networks`) and tested on its
+own test scenarios. Every run is cached on disk (:mod:`hybridrl.cache`) under a key made of everything that
+determines it, so an interrupted grid resumes, and independent runs are spread over worker processes.
+
+Methods (:func:`make_network_policy`): ``echelon_base_stock`` (the heuristic, its levels fitted by HDPO: spec
+§6.3), ``vanilla`` (:class:`~hybridrl.network_policies.NetworkMLP`), ``symmetry_aware``
+(:class:`~hybridrl.network_policies.SymmetryAware`) and ``gnn`` (the graph network, when available). Costs are
+per store and period over the test periods after the warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import pandas as pd
+import torch
+
+from . import __version__
+from ._config import check_choice, check_int
+from .cache import cached
+from .experiments import GridResult, check_profile, run_parallel
+from .networks import Network, make_network_splits, one_warehouse_network, serial_network, transshipment_network
+from .reporting import device_name, git_commit
+from .scenarios import Protocol, Seeds
+from .train import TrainConfig, evaluate, fit
+
+RESULT_FORMAT = 1
+SETTINGS = ("serial", "one_warehouse", "transshipment")
+METHODS = ("echelon_base_stock", "vanilla", "symmetry_aware", "gnn")
+
+
+def make_network(setting: str, n_stores: int = 1) -> Network:
+    """The spec's instance of ``setting`` with ``n_stores`` stores (the serial system has one)."""
+    check_choice("setting", setting, SETTINGS)
+    if setting == "serial":
+        if n_stores != 1:
+            raise ValueError(f"the serial system has one store, got n_stores={n_stores}")
+        return serial_network(9.0)
+    check_int("n_stores", n_stores, minimum=1)
+    return one_warehouse_network(n_stores) if setting == "one_warehouse" else transshipment_network(n_stores)
+
+
+def make_network_policy(method: str, network: Network, seed: int = 0, hidden: tuple[int, ...] = (256, 256, 256)):
+    """A fresh policy for ``network``; ``seed`` sets the initial weights, ``hidden`` the vanilla network's
+    layers."""
+    from . import network_policies as np_
+
+    check_choice("method", method, METHODS)
+    if method == "echelon_base_stock":
+        return np_.EchelonBaseStock(network)
+    if method == "vanilla":
+        return np_.NetworkMLP(network, hidden=hidden, init_seed=seed)
+    if method == "symmetry_aware":
+        return np_.SymmetryAware(network, init_seed=seed)
+    if not hasattr(np_, "GraphNetwork"):
+        raise ValueError("method 'gnn' needs hybridrl.network_policies.GraphNetwork, which this version lacks")
+    return np_.GraphNetwork(network, init_seed=seed)
+
+
+def lower_bound(setting: str, n_stores: int) -> float:
+    """The setting's lower bound per store and period (:func:`hybridrl.references.one_warehouse_lower_bound`,
+    :func:`hybridrl.references.transshipment_lower_bound`), cached on disk: the one-warehouse bound solves a
+    dynamic programme per store (seconds each)."""
+    from .references import one_warehouse_lower_bound, transshipment_lower_bound
+
+    if setting not in ("one_warehouse", "transshipment"):
+        raise ValueError(f"setting must be 'one_warehouse' or 'transshipment' for a lower bound, got {setting!r}")
+    network = make_network(setting, n_stores)
+    bound = one_warehouse_lower_bound if setting == "one_warehouse" else transshipment_lower_bound
+    return cached("network/lower_bound", dict(network=repr(network), version=__version__, format=RESULT_FORMAT),
+                  lambda: float(bound(network)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Budgets
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetworkBudget:
+    """Sizes and optimisation settings of one setting in one profile."""
+
+    protocol: Protocol
+    configs: dict
+    """Method -> :class:`TrainConfig` (the seed is set per run)."""
+    stores: tuple[int, ...]
+    """Numbers of stores of the grid."""
+    seeds: tuple[int, ...]
+    data_sizes: tuple[int, ...] = ()
+    """Training-scenario counts of the data-efficiency study (one warehouse)."""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layers of the vanilla network (spec §6.2: [32, 32] serial, [512]×3 one warehouse, [256]×3
+    transshipment)."""
+
+
+def _configs(epochs: int, batch: int, dev_every: int, **lrs) -> dict:
+    common = dict(epochs=epochs, batch_size=batch, dev_every=dev_every, schedule="cosine", patience=None,
+                  progress=False, grad_clip=1.0)
+    return {m: TrainConfig(lr=lr, **common) for m, lr in lrs.items()}
+
+
+_SMOKE = Protocol(n_train=64, n_dev=32, n_test=32, train_periods=20, dev_periods=30, dev_warmup=10, test_periods=40,
+                  test_warmup=20)
+_LRS = dict(echelon_base_stock=0.5, vanilla=1e-3, symmetry_aware=1e-3, gnn=1e-3)  # spec §6.2-§6.3 (echelon: 0.5)
+NETWORK_BUDGETS = {
+    ("serial", "smoke"): NetworkBudget(_SMOKE, _configs(2, 32, 1, **_LRS), (1,), (0, 1)),
+    ("one_warehouse", "smoke"): NetworkBudget(_SMOKE, _configs(2, 32, 1, **_LRS), (3,), (0, 1), data_sizes=(8, 32)),
+    ("transshipment", "smoke"): NetworkBudget(_SMOKE, _configs(2, 32, 1, **_LRS), (3,), (0, 1)),
+    # quick: a 2-core laptop; a vanilla serial network of [64, 64] (the paper's [32, 32] needs more steps than
+    # this budget to come within 1 %), smaller networks and fewer steps elsewhere
+    ("serial", "quick"): NetworkBudget(
+        Protocol(n_train=2048, n_dev=1024, n_test=2048, train_periods=100, dev_periods=200, dev_warmup=100,
+                 test_periods=600, test_warmup=200),
+        _configs(60, 128, 5, **dict(_LRS, vanilla=1e-2)), (1,), (0, 1, 2), hidden=(64, 64)),
+    ("one_warehouse", "quick"): NetworkBudget(
+        Protocol(n_train=1024, n_dev=512, n_test=1024, train_periods=50, dev_periods=100, dev_warmup=50,
+                 test_periods=300, test_warmup=100),
+        _configs(40, 128, 4, **_LRS), (3, 5, 10), (0, 1), data_sizes=(16, 64, 256, 1024)),
+    ("transshipment", "quick"): NetworkBudget(
+        Protocol(n_train=1024, n_dev=512, n_test=1024, train_periods=50, dev_periods=100, dev_warmup=50,
+                 test_periods=300, test_warmup=100),
+        _configs(40, 128, 4, **_LRS), (3, 5, 10), (0, 1)),
+    # the published protocol (spec §3.2): 32768 scenarios per split, batch 8192; a GPU
+    ("serial", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=1e-2)), (1,),
+                                       (0, 1, 2), hidden=(32, 32)),
+    ("one_warehouse", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=3e-4)),
+                                              (3, 5, 10, 20, 30, 50), (0, 1, 2),
+                                              data_sizes=(2, 8, 32, 128, 512, 2048, 8192), hidden=(512, 512, 512)),
+    ("transshipment", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=1e-4)),
+                                              (3, 5, 10), (0, 1, 2)),
+}
+
+
+def network_budget(setting: str, profile: str) -> NetworkBudget:
+    check_choice("setting", setting, SETTINGS)
+    return NETWORK_BUDGETS[(setting, check_profile(profile))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------------
+def run_network(setting: str, n_stores: int, method: str, seed: int, profile: str = "quick", *,
+                n_train: int | None = None, device: str = "cpu", force: bool = False) -> dict:
+    """Train ``method`` by HDPO on one instance and test it; cached. ``n_train`` overrides the profile's number
+    of training scenarios (the data-efficiency study; the dev and test scenarios do not change); the number of
+    gradient steps stays the profile's, so fewer scenarios mean more epochs over them, not less training."""
+    check_choice("method", method, METHODS)
+    check_int("seed", seed, minimum=0)
+    budget = network_budget(setting, profile)
+    network = make_network(setting, n_stores)
+    protocol = budget.protocol if n_train is None else replace(budget.protocol, n_train=check_int("n_train", n_train,
+                                                                                                  minimum=1))
+    config = replace(budget.configs[method], seed=seed, device=device,
+                     batch_size=min(budget.configs[method].batch_size, protocol.n_train))
+    if n_train is not None:  # the same number of gradient steps whatever the data: epochs scale up as data shrink
+        base = budget.configs[method]
+        steps = base.epochs * max(1, budget.protocol.n_train // base.batch_size)
+        per_epoch = max(1, protocol.n_train // config.batch_size)
+        epochs = math.ceil(steps / per_epoch)
+        config = replace(config, epochs=epochs, dev_every=max(1, round(epochs * base.dev_every / base.epochs)))
+    description = dict(experiment="network", network=repr(network), method=method, protocol=asdict(protocol),
+                       hidden=budget.hidden if method == "vanilla" else None,
+                       config={k: v for k, v in asdict(config).items() if k != "progress"}, seeds=asdict(Seeds()),
+                       version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        torch.set_num_threads(1) if device == "cpu" else None
+        splits = make_network_splits(network, protocol)
+        policy = make_network_policy(method, network, seed, hidden=budget.hidden)
+        result = fit(policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup,
+                     description=f"{setting} {n_stores} {method}")
+        test = evaluate(result.policy, splits.test, protocol.test_warmup).mean(-1).double()
+        record = dict(setting=setting, n_stores=n_stores, method=method, seed=seed, train_scenarios=protocol.n_train,
+                      test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
+                      dev_cost=result.best_dev[0], best_epoch=result.best_epoch[0], epochs=result.epochs,
+                      run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                      computed_device=device_name(device),
+                      history=[dict(epoch=h["epoch"], seconds=h["seconds"], train_cost=h["train_cost"],
+                                    dev_cost=h["dev_cost"]) for h in result.history if not math.isnan(h["dev_cost"])])
+        if method == "echelon_base_stock":
+            record["levels"] = [float(v) for v in result.policy.levels.detach().cpu()]
+        return record
+
+    return cached(f"network/{setting}/{method}", description, compute, force=force)
+
+
+def test_cost_of(policy, setting: str, n_stores: int, profile: str = "quick") -> tuple[float, float]:
+    """Mean test cost per store and period of ``policy`` on the profile's test scenarios of the setting (the
+    scenarios :func:`run_network` tests on), and its standard error: for a reference policy on the same data
+    (common random numbers)."""
+    budget = network_budget(setting, profile)
+    network = make_network(setting, n_stores)
+    splits = make_network_splits(network, replace(budget.protocol, n_train=1, n_dev=1))
+    test = evaluate(policy, splits.test, budget.protocol.test_warmup).mean(-1).double()
+    return float(test.mean()), float(test.std() / math.sqrt(len(test)))
+
+
+def _job(args: dict) -> dict:
+    return run_network(**args)
+
+
+def run_network_grid(setting: str, profile: str = "quick", *, methods=None, stores=None, seeds=None,
+                     data_sizes: bool = False, workers: int | None = None, force: bool = False,
+                     progress: bool = True) -> GridResult:
+    """Every (stores, method, seed) of the profile's grid — or, with ``data_sizes``, every training-scenario
+    count of the data-efficiency study — in parallel over ``workers`` processes (spawned; one thread each).
+    ``table``: one row per run; ``history``: the dev evaluations of every run."""
+    budget = network_budget(setting, profile)
+    methods = tuple(methods or ("echelon_base_stock", "vanilla", "symmetry_aware"))
+    for m in methods:
+        check_choice("method", m, METHODS)
+    stores = tuple(stores or budget.stores)
+    seeds = tuple(budget.seeds if seeds is None else seeds)
+    sizes = budget.data_sizes if data_sizes else (None,)
+    jobs = [dict(setting=setting, n_stores=s, method=m, seed=sd, profile=profile, n_train=n, force=force)
+            for s in stores for m in methods for n in sizes for sd in seeds]
+    records = run_parallel(_job, jobs, workers=workers, progress=progress, description=f"{setting} ({profile})")
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in records])
+    keys = ["n_stores", "method", "seed", "train_scenarios"]
+    history = pd.DataFrame([dict(h, **{k: r[k] for k in keys}) for r in records for h in r["history"]])
+    return GridResult(table, history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# HDPO against REINFORCE (spec §6.5, §8)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComparisonBudget:
+    protocol: Protocol
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    variance_batches: int
+    """Minibatch gradient estimates per variance measurement (at every dev evaluation)."""
+
+
+_COMPARISON_PROTOCOL = Protocol(n_train=2048, n_dev=1024, n_test=1024, train_periods=50, dev_periods=100,
+                                dev_warmup=50, test_periods=600, test_warmup=200)
+COMPARISON_BUDGETS = {
+    ("lost_sales", "smoke"): ComparisonBudget(_SMOKE, TrainConfig(epochs=2, batch_size=32, lr=1e-2, dev_every=1,
+                                                                  patience=None, progress=False), (0, 1), 3),
+    ("one_warehouse", "smoke"): ComparisonBudget(_SMOKE, TrainConfig(epochs=2, batch_size=32, lr=1e-3, dev_every=1,
+                                                                     patience=None, progress=False), (0, 1), 3),
+    ("lost_sales", "quick"): ComparisonBudget(
+        _COMPARISON_PROTOCOL, TrainConfig(epochs=60, batch_size=512, lr=1e-2, schedule="cosine", dev_every=6,
+                                          patience=None, progress=False, grad_clip=1.0), (0, 1), 8),
+    ("one_warehouse", "quick"): ComparisonBudget(
+        replace(_COMPARISON_PROTOCOL, n_train=1024), TrainConfig(epochs=30, batch_size=256, lr=1e-3,
+                                                                  schedule="cosine", dev_every=3, patience=None,
+                                                                  progress=False, grad_clip=1.0), (0, 1), 8),
+    ("lost_sales", "paper"): ComparisonBudget(Protocol(), TrainConfig(epochs=2000, lr=3e-3, dev_every=10,
+                                                                      patience=None, progress=False), (0, 1, 2), 16),
+    ("one_warehouse", "paper"): ComparisonBudget(Protocol(), TrainConfig(epochs=2000, lr=3e-4, dev_every=10,
+                                                                         patience=None, progress=False), (0, 1, 2), 16),
+}
+COMPARISON_SETTINGS = ("lost_sales", "one_warehouse")
+
+
+def _comparison_problem(setting: str):
+    """The two settings: single-store lost sales (L = 2, p = 9, Poisson(5)) with its exact optimum, and one
+    warehouse with 5 stores with its lower bound; each with its vanilla policy."""
+    from .experiments import lost_sales_grid
+    from .policies import VanillaMLP
+    from .references import lost_sales_optimum
+    from .scenarios import make_splits
+
+    check_choice("setting", setting, COMPARISON_SETTINGS)
+    if setting == "lost_sales":
+        grid = lost_sales_grid((2,), (9,))
+        return (grid, lambda protocol: make_splits(grid, protocol),
+                lambda seed: VanillaMLP(grid.n_slots, init_seeds=[seed]), lost_sales_optimum(9.0, 1.0, 2).cost, True)
+    network = make_network("one_warehouse", 5)
+    from .network_policies import NetworkMLP
+
+    return (network, lambda protocol: make_network_splits(network, protocol),
+            lambda seed: NetworkMLP(network, init_seed=seed), lower_bound("one_warehouse", 5), False)
+
+
+def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str = "quick", *,
+                             force: bool = False) -> dict:
+    """Train the setting's vanilla policy with the pathwise gradient (``hdpo``) or with REINFORCE
+    (``reinforce``: :class:`hybridrl.reinforce.Reinforce`, log-normal exploration, learned baseline) through the
+    same :func:`hybridrl.train.fit`, the same scenarios and steps; record the dev cost and the relative variance
+    of one minibatch's gradient (:func:`hybridrl.estimators.gradient_variance`) at every dev evaluation, and
+    the test cost. Cached."""
+    from .estimators import gradient_variance
+    from .reinforce import Reinforce
+
+    check_choice("method", method, ("hdpo", "reinforce"))
+    check_int("seed", seed, minimum=0)
+    budget = COMPARISON_BUDGETS[(check_choice("setting", setting, COMPARISON_SETTINGS), check_profile(profile))]
+    config = replace(budget.config, seed=seed, estimator="pathwise" if method == "hdpo" else "reinforce")
+    description = dict(experiment="reinforce_comparison", setting=setting, method=method,
+                       protocol=asdict(budget.protocol), config=asdict(config), variance=budget.variance_batches,
+                       version=__version__, format=RESULT_FORMAT)
+
+    def compute() -> dict:
+        torch.set_num_threads(1)
+        problem, splits_of, policy_of, reference, integer = _comparison_problem(setting)
+        splits = splits_of(budget.protocol)
+        policy = policy_of(seed)
+        if method == "reinforce":
+            policy = Reinforce(policy, seed=seed)
+        variances = {}
+        batch = min(config.batch_size, splits.train.n)
+
+        def record(epoch, trained, seconds):
+            estimator = "pathwise" if method == "hdpo" else "reinforce"
+            variances[epoch] = gradient_variance(trained, splits.train, estimator, batches=budget.variance_batches,
+                                                 batch_size=batch, seed=10_000 + epoch)
+
+        result = fit(policy, splits.train, splits.dev, config, dev_warmup=budget.protocol.dev_warmup,
+                     callback=record, round_orders=integer)
+        test = evaluate(result.policy, splits.test, budget.protocol.test_warmup, round_orders=integer).mean(-1).double()
+        history = [dict(epoch=h["epoch"], seconds=h["seconds"], dev_cost=h["dev_cost"],
+                        gradient_variance=variances.get(h["epoch"], math.nan))
+                   for h in result.history if not math.isnan(h["dev_cost"])]
+        return dict(setting=setting, method=method, seed=seed, wall_seconds=result.seconds,
+                    test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
+                    reference=reference, gap_pct=100 * (float(test.mean()) / reference - 1),
+                    reference_kind="optimum" if setting == "lost_sales" else "lower bound",
+                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                    computed_device=device_name("cpu"), history=history)
+
+    return cached(f"network/reinforce_comparison/{setting}", description, compute, force=force)
+
+
+def _comparison_job(args: dict) -> dict:
+    return run_reinforce_comparison(**args)
+
+
+def run_reinforce_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
+                       progress: bool = True) -> GridResult:
+    """Both settings × both methods × the profile's seeds, in parallel."""
+    jobs = [dict(setting=s, method=m, seed=sd, profile=profile, force=force) for s in COMPARISON_SETTINGS
+            for m in ("hdpo", "reinforce") for sd in COMPARISON_BUDGETS[(s, check_profile(profile))].seeds]
+    records = run_parallel(_comparison_job, jobs, workers=workers, progress=progress,
+                           description=f"HDPO vs REINFORCE ({profile})")
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in records])
+    history = pd.DataFrame([dict(h, **{k: r[k] for k in ("setting", "method", "seed", "reference")})
+                            for r in records for h in r["history"]])
+    return GridResult(table, history)

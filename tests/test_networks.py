@@ -1,0 +1,232 @@
+"""The network simulator: feasibility and conservation over random networks, lead-time timing, gradients against
+finite differences, the serial system against its exact optimum, and the instances of the spec."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hybridrl.inventory import rollout
+from hybridrl.network_policies import EchelonBaseStock, NetworkMLP, SymmetryAware
+from hybridrl.networks import (Edge, Location, Network, NetworkObservation, make_network_splits, network_step,
+                               one_warehouse_network, sample_network_scenarios, serial_network,
+                               transshipment_network)
+from hybridrl.references import serial_optimum
+from hybridrl.scenarios import Protocol
+
+torch.set_num_threads(1)
+
+
+def random_network(rng: np.random.Generator) -> Network:
+    """A random supply network: 1-3 upstream locations (some of them centers), 1-6 stores, every store supplied
+    by 1-2 upstream locations or from outside, random lead times, lost sales or backlog."""
+    n_up, n_st = int(rng.integers(1, 4)), int(rng.integers(1, 7))
+    locations, edges = [], []
+    for k in range(n_up):
+        center = bool(rng.random() < 0.25) and k > 0
+        locations.append(Location(f"u{k}", float(rng.uniform(0, 1)), holds_stock=not center))
+        supplier = None if k == 0 or rng.random() < 0.4 else int(rng.integers(0, k))
+        edges.append(Edge(supplier, k, int(rng.integers(1, 5)), unit_cost=float(rng.uniform(0, 0.5))))
+    for s in range(n_st):
+        locations.append(Location(f"s{s}", float(rng.uniform(0.5, 1.5)), store=True,
+                                  underage_cost=float(rng.uniform(2, 12)), mean=float(rng.uniform(2, 8)),
+                                  std=float(rng.uniform(0.5, 3))))
+        suppliers = rng.choice(n_up, size=int(rng.integers(1, min(2, n_up) + 1)), replace=False)
+        for k in suppliers:
+            edges.append(Edge(int(k), n_up + s, int(rng.integers(1, 5))))
+    for k in range(n_up):  # every upstream location must supply somebody
+        if not any(e.supplier == k for e in edges):
+            edges.append(Edge(k, n_up + int(rng.integers(0, n_st)), int(rng.integers(1, 5))))
+    lost = bool(rng.random() < 0.5)
+    return Network("random", tuple(locations), tuple(edges), unmet_demand="lost" if lost else "backlog",
+                   correlation=float(rng.uniform(0, 0.6)), truncate_demand=True)
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_feasibility_and_conservation_on_random_networks(seed):
+    """No location ever ships more than its on-hand (requests are random, often far too large), every unit is
+    accounted for (initial + receipts - shipments - sales - lost = final, per location), and stock in transit
+    arrives exactly after its lead time."""
+    rng = np.random.default_rng(seed)
+    network = random_network(rng)
+    B, T = 16, 12
+    scenarios = sample_network_scenarios(network, B, T, demand_seed=seed, inventory_seed=seed + 1)
+    generator = torch.Generator().manual_seed(seed)
+    inventory = scenarios.initial_inventory.double()
+    stores = network.tensor("store_index")
+    supplier, receiver = network.tensor("supplier"), network.tensor("receiver")
+    lead = network.tensor("lead_time")
+    total_start = inventory.sum()
+    ordered_from_outside = torch.zeros(())
+    sold_total = torch.zeros(())
+    pending = []  # (arrival period, receiver, amount [B])
+    for t in range(T):
+        requests = 30 * torch.rand(B, network.n_edges, generator=generator, dtype=torch.float64) ** 3
+        on_hand = inventory[..., 0]
+        step = network_step(network, inventory, requests, scenarios.demand[..., t].double())
+        flows = step.shipped
+        internal = supplier >= 0
+        shipped_out = torch.zeros_like(on_hand).index_add(1, supplier[internal], flows[:, internal])
+        assert bool((shipped_out <= on_hand.clamp_min(0) + 1e-9).all()), "a location shipped more than it had"
+        assert bool((flows >= -1e-12).all())
+        centers = ~network.tensor("holds_stock")
+        if bool(centers.any()):  # a center ships everything it has
+            assert torch.allclose(shipped_out[:, centers], on_hand[:, centers].clamp_min(0), atol=1e-6)
+        for e in range(network.n_edges):
+            pending.append((t + int(lead[e]), int(receiver[e]), flows[:, e]))
+        ordered_from_outside = ordered_from_outside + flows[:, ~internal].sum()
+        sold_total = sold_total + step.sold.sum()
+        # arrival timing: on hand at the start of period t+1 is the stock left after period t plus exactly what
+        # was shipped L periods before (and the initial pipeline's slot t+1)
+        post = (on_hand - shipped_out).index_copy(
+            1, stores, (on_hand[:, stores] - scenarios.demand[..., t].double()).clamp_min(0) if network.lost_sales
+            else on_hand[:, stores] - scenarios.demand[..., t].double())
+        arriving = scenarios.initial_inventory.double()[..., t + 1] if t + 1 < network.n_slots \
+            else torch.zeros_like(post)
+        for due, r, amount in pending:
+            if due == t + 1:
+                arriving[:, r] += amount
+        inventory = step.inventory
+        assert torch.allclose(inventory[..., 0], post + arriving, atol=1e-6)
+    if network.lost_sales:
+        # every unit that entered (initial stock + outside orders) is sold, or still in the network
+        assert torch.allclose(total_start + ordered_from_outside, sold_total + inventory.sum(), rtol=1e-9, atol=1e-6)
+    else:
+        # backlog: stock balance with the demand itself (backlogged demand is paid later)
+        demand = scenarios.demand.double().sum()
+        assert torch.allclose(total_start + ordered_from_outside - demand, inventory.sum(), rtol=1e-9, atol=1e-6)
+
+
+def test_an_order_arrives_exactly_after_its_lead_time():
+    net = serial_network(9.0)
+    B = 1
+    inventory = torch.zeros(B, net.n_locations, net.n_slots)
+    requests = torch.zeros(B, net.n_edges)
+    requests[0, 0] = 7.0  # echelon 0 orders from outside, lead time 2
+    demand = torch.zeros(B, 1)
+    for t in range(3):
+        step = network_step(net, inventory, requests if t == 0 else torch.zeros_like(requests), demand)
+        inventory = step.inventory
+        assert float(inventory[0, 0, 0]) == (7.0 if t == 1 else (7.0 if t == 2 else 0.0))
+
+
+def test_pathwise_gradient_matches_finite_differences_on_a_backlogged_network():
+    """Interior (backlogged, stock rarely hits zero at the warehouse): autograd equals central differences."""
+    net = transshipment_network(3)
+    scenarios = sample_network_scenarios(net, 64, 10, demand_seed=3, inventory_seed=4).double()
+    policy = EchelonBaseStock(net).double()
+    loss = lambda: rollout(policy, scenarios).cost.mean()  # noqa: E731
+    grad = torch.autograd.grad(loss(), policy.raw)[0]
+    eps = 1e-6
+    for i in range(net.n_locations):
+        with torch.no_grad():
+            policy.raw[0, i] += eps
+            up = float(loss())
+            policy.raw[0, i] -= 2 * eps
+            down = float(loss())
+            policy.raw[0, i] += eps
+        assert abs((up - down) / (2 * eps) - float(grad[0, i])) < 1e-5 * max(1.0, abs(float(grad[0, i])))
+
+
+def test_the_serial_optimum_simulated_on_the_network_simulator():
+    """The Clark-Scarf levels on the network simulator cost the exact optimum, within the simulation's error."""
+    optimum = serial_optimum(9.0)
+    net = serial_network(9.0)
+    policy = EchelonBaseStock(net, levels=optimum.levels)
+    scenarios = sample_network_scenarios(net, 2000, 600, demand_seed=11, inventory_seed=12)
+    with torch.no_grad():
+        cost = rollout(policy, scenarios).cost[..., 250:].mean(-1).squeeze(1).double()
+    se = float(cost.std() / math.sqrt(len(cost)))
+    assert abs(float(cost.mean()) - optimum.cost) < 3 * se, (float(cost.mean()), optimum.cost, se)
+    # and a clearly worse policy is clearly worse
+    worse = EchelonBaseStock(net, levels=[lvl + 6 for lvl in optimum.levels])
+    with torch.no_grad():
+        assert float(rollout(worse, scenarios[:500]).cost[..., 250:].mean()) > optimum.cost + 0.3
+
+
+def test_spec_instances():
+    net = one_warehouse_network(10)
+    assert net.n_stores == 10 and net.n_locations == 11 and net.lost_sales
+    five = one_warehouse_network(5)
+    assert repr(five.locations[1:]) == repr(net.locations[1:6])  # the first stores of a larger instance
+    means = net.mean_demand
+    assert bool(((means >= 2.5) & (means <= 7.5)).all())
+    cv = net.tensor("store_std") / means
+    assert bool(((cv >= 0.25) & (cv <= 0.5)).all())
+    assert {e.lead_time for e in net.edges[1:]} <= {2, 3} and net.edges[0].lead_time == 3
+    ts = transshipment_network(5)
+    assert not ts.locations[0].holds_stock and not ts.lost_sales and not ts.truncate_demand
+    demand = sample_network_scenarios(ts, 4000, 20, demand_seed=0, inventory_seed=0).demand
+    assert bool((demand < 0).any())  # not truncated (spec §4.5)
+    flat = demand.permute(1, 0, 2).reshape(5, -1)
+    assert abs(float(torch.corrcoef(flat)[0, 1]) - 0.5) < 0.03
+    serial = serial_network()
+    assert [e.lead_time for e in serial.edges] == [2, 4, 3, 4]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda: Edge(0, 1, 0), "lead_time"),
+    (lambda: Edge(1, 1, 2), "own"),
+    (lambda: Network("x", (Location("s", 1.0, store=True, underage_cost=1, mean=1, std=1),), ()), "supply edge"),
+    (lambda: Network("x", (Location("s", 1.0, store=True, underage_cost=1, mean=1, std=1),), (Edge(None, 0, 1),),
+                     unmet_demand="sold"), "unmet_demand"),
+    (lambda: Network("x", (Location("s", 1.0, store=True, underage_cost=1, mean=1, std=1),), (Edge(None, 0, 1),),
+                     unmet_demand="lost", truncate_demand=False), "lost sales"),
+    (lambda: Location("s", 1.0, store=True, underage_cost=-1, mean=1, std=1), "underage_cost"),
+])
+def test_bad_networks_are_rejected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        bad()
+
+
+def test_negative_requests_are_rejected_after_the_rollout():
+    net = one_warehouse_network(3)
+    scenarios = sample_network_scenarios(net, 4, 5, demand_seed=0, inventory_seed=0)
+    with pytest.raises(ValueError, match="negative"):
+        rollout(lambda obs: -torch.ones(obs.inventory.shape[0], net.n_edges), scenarios)
+
+
+@pytest.mark.parametrize("make", [EchelonBaseStock, NetworkMLP, SymmetryAware])
+def test_policies_run_train_and_evaluate_through_the_training_loop(make):
+    from hybridrl.train import TrainConfig, evaluate, fit
+
+    net = one_warehouse_network(3)
+    splits = make_network_splits(net, Protocol(n_train=128, n_dev=64, n_test=64, train_periods=20, dev_periods=30,
+                                               dev_warmup=10, test_periods=30, test_warmup=10))
+    policy = make(net) if make is EchelonBaseStock else make(net, init_seed=0)
+    before = float(evaluate(policy, splits.dev, 10).mean())
+    result = fit(policy, splits.train, splits.dev, TrainConfig(epochs=6, batch_size=64, lr=1e-2 if make is
+                                                               EchelonBaseStock else 3e-3, dev_every=2,
+                                                               progress=False), dev_warmup=10)
+    assert result.best_dev[0] < before
+    test = evaluate(result.policy, splits.test, 10)
+    assert test.shape == (64, 3) and bool(torch.isfinite(test).all())
+
+
+def test_observation_echelon_position():
+    net = serial_network()
+    inventory = torch.arange(net.n_locations * net.n_slots, dtype=torch.float32).view(1, net.n_locations, -1)
+    obs = NetworkObservation(inventory, net, 0)
+    ip = inventory.sum(-1)[0]
+    expected = torch.stack([ip[k:].sum() for k in range(net.n_locations)])
+    assert torch.allclose(obs.echelon_position[0], expected)
+
+
+def test_data_efficiency_runs_take_the_same_number_of_gradient_steps(tmp_path, monkeypatch):
+    """Fewer training scenarios mean more epochs over them, never fewer gradient steps (the comparison is about
+    data, not about training time)."""
+    from hybridrl import network_experiments, paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    budget = network_experiments.network_budget("one_warehouse", "smoke")
+    full = network_experiments.run_network("one_warehouse", 3, "vanilla", 0, "smoke")
+    small = network_experiments.run_network("one_warehouse", 3, "vanilla", 0, "smoke", n_train=8)
+    steps = lambda r, n: r["epochs"] * max(1, n // min(budget.configs["vanilla"].batch_size, n))  # noqa: E731
+    assert small["train_scenarios"] == 8 and full["train_scenarios"] == budget.protocol.n_train
+    assert steps(small, 8) >= steps(full, budget.protocol.n_train)
+    assert small["epochs"] > full["epochs"]
+    with pytest.raises(ValueError, match="method"):
+        network_experiments.run_network("one_warehouse", 3, "mlp", 0, "smoke")
+    with pytest.raises(ValueError, match="setting"):
+        network_experiments.make_network("two_warehouses", 3)
