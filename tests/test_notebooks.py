@@ -64,10 +64,25 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert summary.loc["base_stock", "p_low"] <= summary.loc["base_stock", "p_reference_better"]
     jrp = pd.read_csv(tables / "hpo_jrp.csv")
     assert list(jrp.columns) == ["n_items", "method", "seed", "test_cost"]
-    assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo"}
+    assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo", "gumbel_st", "can_order", "independent_s_S"}
+    assert jrp[jrp.method == "can_order"].seed.isna().all()  # heuristics have no training seed
     lqr = pd.read_csv(tables / "hpo_switched_lqr.csv")
     assert {"dim", "modes", "variant", "method", "seed", "test_cost", "optimal"} <= set(lqr.columns)
     assert {"switched", "single_mode"} <= set(lqr.variant) and "riccati" in set(lqr.method)
+    cross = pd.read_csv(tables / "hpo_cross_term.csv")
+    assert set(cross.statistic) >= {"pathwise_alignment", "cross_alignment"}
+    serial = pd.read_csv(tables / "hdpo_serial.csv")
+    assert {"method", "test_cost", "optimal", "gap_pct"} <= set(serial.columns)
+    assert {"clark_scarf", "echelon_base_stock", "vanilla"} <= set(serial.method)
+    one = pd.read_csv(tables / "hdpo_one_warehouse.csv")
+    assert {"n_stores", "method", "train_scenarios", "test_cost", "lower_bound", "gap_pct"} <= set(one.columns)
+    assert {"echelon_base_stock", "vanilla", "symmetry_aware", "gnn"} <= set(one.method)
+    assert (one.test_cost >= one.lower_bound).all()  # the bound is below every policy, even untrained ones
+    trans = pd.read_csv(tables / "hdpo_transshipment.csv")
+    assert {"n_stores", "method", "test_cost", "lower_bound", "gap_pct"} <= set(trans.columns)
+    versus = pd.read_csv(tables / "hdpo_vs_reinforce.csv")
+    assert {"setting", "method", "seed", "wall_seconds", "test_cost", "gap_pct"} <= set(versus.columns)
+    assert set(versus.method) == {"hdpo", "reinforce"}
     bias = pd.read_csv(tables / "hpo_estimator_bias.csv")
     assert len(bias) == 2 and {"projection", "exact_norm", "max_abs_z"} <= set(bias.columns)
     for name in ["hdpo_lost_sales_gaps", "hdpo_lost_sales_learning", "hdpo_backlogged_gaps", "overview_base_stock_fit",
