@@ -479,6 +479,25 @@ def inventory_spaces(setting: InventorySetting, max_order=None) -> tuple[spaces.
     return observation, action
 
 
+def _replay_sizes(scenarios, kind: type, kind_name: str, setting, what: str, num_envs: int | None,
+                  horizon: int | None) -> tuple[int, int]:
+    """``(num_envs, horizon)`` of an environment that replays ``scenarios`` (if given: checked against the
+    environment's ``setting``; the sizes default to theirs) or draws its own (defaults 1 and 100)."""
+    if scenarios is not None:
+        if not isinstance(scenarios, kind):
+            raise ValueError(f"scenarios must be a {kind_name}, got {type(scenarios).__name__}")
+        if scenarios.setting != setting:
+            raise ValueError(f"scenarios were drawn for another {what} than the environment's")
+        num_envs = scenarios.n if num_envs is None else num_envs
+        if num_envs != scenarios.n:
+            raise ValueError(f"num_envs={num_envs} must equal the number of scenarios ({scenarios.n}) to replay")
+        horizon = scenarios.periods if horizon is None else horizon
+        check_int("horizon", horizon, minimum=1)
+        if horizon > scenarios.periods:
+            raise ValueError(f"horizon={horizon} exceeds the {scenarios.periods} periods of the scenarios")
+    return (1 if num_envs is None else num_envs), (100 if horizon is None else horizon)
+
+
 class InventoryVectorEnv(BatchedVectorEnv):
     """``num_envs`` copies of an inventory problem, stepped at once by :func:`hybridrl.inventory.step`.
 
@@ -505,20 +524,8 @@ class InventoryVectorEnv(BatchedVectorEnv):
         device: str | torch.device = "cpu",
     ):
         observation_space, action_space = inventory_spaces(setting, max_order)
-        if scenarios is not None:
-            if not isinstance(scenarios, Scenarios):
-                raise ValueError(f"scenarios must be a hybridrl.scenarios.Scenarios, got {type(scenarios).__name__}")
-            if scenarios.setting != setting:
-                raise ValueError("scenarios were drawn for another setting than the environment's")
-            num_envs = scenarios.n if num_envs is None else num_envs
-            if num_envs != scenarios.n:
-                raise ValueError(f"num_envs={num_envs} must equal the number of scenarios ({scenarios.n}) to replay")
-            horizon = scenarios.periods if horizon is None else horizon
-            check_int("horizon", horizon, minimum=1)
-            if horizon > scenarios.periods:
-                raise ValueError(f"horizon={horizon} exceeds the {scenarios.periods} periods of the scenarios")
-        num_envs = 1 if num_envs is None else num_envs
-        horizon = 100 if horizon is None else horizon
+        num_envs, horizon = _replay_sizes(scenarios, Scenarios, "hybridrl.scenarios.Scenarios", setting, "setting",
+                                          num_envs, horizon)
         super().__init__(
             num_envs, horizon, observation_space, action_space, autoreset_mode=autoreset_mode, device=device
         )
@@ -1300,22 +1307,8 @@ class NetworkVectorEnv(BatchedVectorEnv):
         device: str | torch.device = "cpu",
     ):
         observation_space, action_space = network_spaces(network, max_request)
-        if scenarios is not None:
-            if not isinstance(scenarios, NetworkScenarios):
-                raise ValueError(
-                    f"scenarios must be hybridrl.networks.NetworkScenarios, got {type(scenarios).__name__}"
-                )
-            if scenarios.setting != network:
-                raise ValueError("scenarios were drawn for another network than the environment's")
-            num_envs = scenarios.n if num_envs is None else num_envs
-            if num_envs != scenarios.n:
-                raise ValueError(f"num_envs={num_envs} must equal the number of scenarios ({scenarios.n}) to replay")
-            horizon = scenarios.periods if horizon is None else horizon
-            check_int("horizon", horizon, minimum=1)
-            if horizon > scenarios.periods:
-                raise ValueError(f"horizon={horizon} exceeds the {scenarios.periods} periods of the scenarios")
-        num_envs = 1 if num_envs is None else num_envs
-        horizon = 100 if horizon is None else horizon
+        num_envs, horizon = _replay_sizes(scenarios, NetworkScenarios, "hybridrl.networks.NetworkScenarios", network,
+                                          "network", num_envs, horizon)
         super().__init__(
             num_envs, horizon, observation_space, action_space, autoreset_mode=autoreset_mode, device=device
         )

@@ -308,3 +308,17 @@ def test_data_folder_follows_hybridrl_data_else_the_root(tmp_path):
     _, data = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                              check=True).stdout.split()
     assert Path(data) == (tmp_path / "elsewhere").resolve()
+
+
+def test_limit_heap_growth_applies_on_glibc_and_can_be_switched_off(monkeypatch):
+    """The grids fix glibc's mmap / trim thresholds so that freed tensors go back to the system (README, memory)."""
+    import platform
+    import sys
+
+    from hybridrl import experiments
+
+    monkeypatch.setenv("HYBRIDRL_KEEP_MALLOC", "1")
+    assert experiments.limit_heap_growth() is False
+    monkeypatch.delenv("HYBRIDRL_KEEP_MALLOC")
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert experiments.limit_heap_growth() is True
