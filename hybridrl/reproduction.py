@@ -386,6 +386,14 @@ def cross_term_rows() -> list[Row]:
 NETWORK_TOLERANCE = {"serial": {"quick": 1.0, "paper": 0.5}}  # HDPO within 1 % (quick) / 0.5 % (paper) of the optimum
 
 
+def _bound_gap_rows(experiment: str, summary: pd.DataFrame, profile: str) -> list[Row]:
+    """One reported (not judged) row per method and number of stores: the gap to the setting's lower bound."""
+    return [Row(experiment, f"{r.method}, {r.n_stores} stores: gap to the lower bound",
+                "HDPO paper (bound construction unknown)", "reported",
+                _interval(r.gap_pct, r.gap_pct_low, r.gap_pct_high, int(r.runs)), "n/a", "not judged", profile)
+            for r in summary.itertuples()]
+
+
 def network_rows() -> list[Row]:
     """The network chapters: serial HDPO against the exact optimum; one warehouse (neural vs the tuned heuristic,
     the gap to the lower bound, the data-efficiency claim); transshipment against its lower bound."""
@@ -411,11 +419,7 @@ def network_rows() -> list[Row]:
         rows.append(_missing("one warehouse (HDPO)", "gap to the lower bound", "HDPO spec §4.4"))
     else:
         profile = prov.profile if prov else "unknown"
-        for r in one.itertuples():
-            rows.append(Row("one warehouse (HDPO)", f"{r.method}, {r.n_stores} stores: gap to the lower bound",
-                            "HDPO paper (bound construction unknown)", "reported",
-                            _interval(r.gap_pct, r.gap_pct_low, r.gap_pct_high, int(r.runs)), "n/a", "not judged",
-                            profile))
+        rows += _bound_gap_rows("one warehouse (HDPO)", one, profile)
         by = one.set_index(["n_stores", "method"]).gap_pct
         for n in sorted(one.n_stores.unique()):
             if (n, "echelon_base_stock") in by.index:
@@ -439,7 +443,7 @@ def network_rows() -> list[Row]:
         r = claim.iloc[0]
         profile = prov.profile if prov else "unknown"
         fraction = r.fraction
-        ok = fraction == fraction and fraction is not None and float(fraction) <= 0.25
+        ok = bool(pd.notna(fraction) and float(fraction) <= 0.25)
         rows.append(Row("one warehouse (HDPO)", "symmetry-aware data needed to match vanilla with all its data",
                         "HDPO paper v2: 16x less data (16 vs 256 samples)", "≤ 1/4",
                         "not reached" if fraction != fraction else f"{float(fraction):.3f} "
@@ -449,12 +453,7 @@ def network_rows() -> list[Row]:
     if trans is None:
         rows.append(_missing("transshipment (HDPO)", "gap to the lower bound", "HDPO spec §4.5"))
     else:
-        profile = prov.profile if prov else "unknown"
-        for r in trans.itertuples():
-            rows.append(Row("transshipment (HDPO)", f"{r.method}, {r.n_stores} stores: gap to the lower bound",
-                            "HDPO paper (bound construction unknown)", "reported",
-                            _interval(r.gap_pct, r.gap_pct_low, r.gap_pct_high, int(r.runs)), "n/a", "not judged",
-                            profile))
+        rows += _bound_gap_rows("transshipment (HDPO)", trans, prov.profile if prov else "unknown")
     comparison, prov = _table("hdpo_vs_reinforce_summary")
     if comparison is None:
         rows.append(_missing("HDPO vs REINFORCE", "gap of each method", "HDPO spec §8"))
