@@ -261,6 +261,8 @@ class Observation:
     lead_time: Tensor  # [B, S], int64
     mean_demand: Tensor  # [B, S]
     period: int
+    past_demand: Tensor | None = None  # [B, S, H], the H demands before this period (real data only)
+    calendar: Tensor | None = None  # [B, F], calendar features of this period (real data only)
 
     @property
     def inventory_position(self) -> Tensor:
@@ -352,11 +354,15 @@ class Trajectory:
 
 
 def _period(policy, inventory, demand, slots, underage, holding, lead_time, mean_demand, period, lost_sales, profit,
-            round_orders):
+            round_orders, past_demand=None, calendar=None, returns=False):
     """One period of a rollout: observe, decide, simulate. Kept apart so that it can be compiled as one unit."""
-    order = policy(Observation(inventory, underage, holding, lead_time, mean_demand, period))
+    order = policy(Observation(inventory, underage, holding, lead_time, mean_demand, period, past_demand, calendar))
     if round_orders:
         order = torch.round(order)
+    if returns:  # a negative order sends back on-hand stock now (at most all of it), unpaid
+        sent_back = torch.minimum(torch.relu(-order), torch.relu(inventory[..., 0]))
+        inventory = torch.cat([(inventory[..., 0] - sent_back).unsqueeze(-1), inventory[..., 1:]], dim=-1)
+        order = torch.relu(order)
     return order, step(inventory, order, demand, slots, underage, holding, lost_sales=lost_sales, profit=profit)
 
 
@@ -387,6 +393,16 @@ def rollout(
     non-negative: the check happens once, after the rollout, so the loop never waits for the device. With
     ``compile=True`` each period (policy and simulator) runs as one ``torch.compile``d unit: the same numbers
     up to floating-point rounding, faster once compiled (the first call compiles, for some seconds).
+
+    Scenarios with a demand history (real data) show the policy the last ``H`` demands before each period
+    (``Observation.past_demand``) and the period's calendar features (``Observation.calendar``); never the
+    period's own demand or later ones.
+
+    A policy with the attribute ``sends_returns = True`` (the *returns-allowed newsvendor*, a non-admissible
+    reference, spec §6.4) may place negative orders: an order ``-r`` sends ``min(r, on-hand)`` units back at the
+    start of the period, unpaid and at no cost, and the non-negative check is skipped. (The reference
+    implementation instead adds the negative quantity to the pipeline, which can make later on-hand, and hence
+    sales, negative.) Recorded orders are then the positive parts.
     """
     if getattr(scenarios, "is_network", False):  # the same loop for a supply network (hybridrl.networks)
         from .networks import network_rollout
@@ -397,22 +413,29 @@ def rollout(
     if periods > scenarios.periods:
         raise ValueError(f"periods={periods} exceeds the {scenarios.periods} periods of demand in the scenarios")
     one_period = _compiled() if compile else _period
+    allow_returns = bool(getattr(policy, "sends_returns", False))
     inventory = scenarios.initial_inventory
     slots = arrival_slots(scenarios.lead_time, inventory.shape[-1], inventory.dtype)
+    history = getattr(scenarios, "demand_history", None)
+    calendar = getattr(scenarios, "calendar", None)
+    if history is not None:  # demands of periods -H..T-1; period t sees entries t..t+H-1 (periods t-H..t-1)
+        known = torch.cat([history, scenarios.demand], dim=-1)
+        window = history.shape[-1]
     costs, records = [], []
     min_order = None
     for t in range(periods):
         order, result = one_period(
             policy, inventory, scenarios.demand[..., t], slots, scenarios.underage_cost, scenarios.holding_cost,
             scenarios.lead_time, scenarios.mean_demand, t, setting.lost_sales, setting.objective == "profit",
-            round_orders,
+            round_orders, None if history is None else known[..., t : t + window],
+            None if calendar is None else calendar[:, t], allow_returns,
         )
         min_order = order.detach() if min_order is None else torch.minimum(min_order, order.detach())
         costs.append(result.cost)
         if record:
             records.append((inventory, order, result.sales, result.lost))
         inventory = result.inventory
-    if min_order is not None and bool(min_order.amin() < 0):
+    if not allow_returns and min_order is not None and bool(min_order.amin() < 0):
         raise ValueError(f"the policy placed a negative order ({float(min_order.amin()):.4g}); orders must be >= 0")
     trajectory = Trajectory(cost=torch.stack(costs, dim=-1))
     recorded = policy.pop_record() if hasattr(policy, "pop_record") else None  # hybridrl.reinforce

@@ -15,6 +15,18 @@ so a policy only has to say how much each edge *asks* for; none of them needs it
 Every learned policy works in units of demand: inventories are divided by the mean demand flowing through their
 location, and requests are that mean times a softplus, so one learning rate suits networks of any size.
 Parameters carry the leading member dimension of size 1 that :func:`hybridrl.train.fit` expects.
+
+For real data on a network (:mod:`hybridrl.favorita_network`; the demand scale is per scenario, read from
+``NetworkObservation.demand_scale()``):
+
+* :class:`NetworkDataDriven` — the data-driven net ("HDPO end-to-end", spec §6.2) on inventories, past demands and
+  the calendar;
+* :class:`ScaledEchelonStock` — an admissible echelon heuristic with levels in weeks of mean demand;
+* :class:`NetworkJustInTime` — the non-admissible perfect-foresight reference (spec §6.5).
+
+The last two need a *two-level* network (warehouses buying from outside, stores supplied by warehouses), in
+which every store is assigned its **fastest** warehouse (minimum lead time; ties go to the warehouse whose edge
+comes first in the network's edge order).
 """
 
 from __future__ import annotations
@@ -360,3 +372,240 @@ class GraphNetwork(nn.Module):
         factor = torch.where(self.is_keeper, ratio, torch.ones_like(ratio))
         factor = F.pad(factor, (0, 1), value=1.0)  # outside edges: orders, never scaled
         return requests * factor[:, self.edge_supplier]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real data on a network
+# ----------------------------------------------------------------------------------------------------------------
+def two_level_structure(network: Network) -> dict[str, Tensor]:
+    """The index tensors of a two-level network (module docstring): for every store its fastest in-edge
+    ``store_edge [S]``, that edge's lead time ``store_lead [S]`` and supplier ``store_supplier [S]`` (a location
+    index); for every supplying location (``warehouses [W]``, in location order) its single outside edge
+    ``warehouse_edge [W]`` and lead time ``warehouse_lead [W]``; ``serves [W, S]`` (1 where the warehouse is the
+    store's fastest). Raises a ``ValueError`` for any other network shape."""
+    supplier, receiver = network.tensor("supplier"), network.tensor("receiver")
+    lead, is_store = network.tensor("lead_time"), network.tensor("is_store")
+    warehouses = torch.nonzero(~is_store).flatten()
+    if len(warehouses) == 0:
+        raise ValueError(f"{network.name!r}: a two-level network needs warehouses between the outside and the stores")
+    for k in warehouses.tolist():
+        into = [e for e in network.edges if e.receiver == k]
+        if len(into) != 1 or into[0].supplier is not None:
+            raise ValueError(f"{network.name!r}: warehouse {network.locations[k].name!r} must have exactly one edge, "
+                             f"from the outside supplier (a two-level network), got {into}")
+    if any(e.receiver in network.stores and e.supplier is None for e in network.edges):
+        raise ValueError(f"{network.name!r}: in a two-level network stores are supplied by warehouses only")
+    stores = network.tensor("store_index")
+    # fastest in-edge per store: minimum lead time, ties to the first edge (key = lead · E + edge index)
+    E = network.n_edges
+    key = torch.where(is_store[receiver], lead * E + torch.arange(E), torch.full((E,), 2**62))
+    best = torch.full((network.n_locations,), 2**62).scatter_reduce(0, receiver, key, "amin")
+    store_edge = best[stores] % E
+    position = torch.full((network.n_locations,), -1, dtype=torch.long).index_copy(
+        0, warehouses, torch.arange(len(warehouses)))
+    warehouse_edge = torch.zeros(network.n_locations, dtype=torch.long).index_copy(
+        0, receiver[network.tensor("outside_edges")], network.tensor("outside_edges"))[warehouses]
+    store_supplier = supplier[store_edge]
+    serves = torch.zeros(len(warehouses), network.n_stores)
+    serves[position[store_supplier], torch.arange(network.n_stores)] = 1.0
+    return dict(store_edge=store_edge, store_lead=lead[store_edge], store_supplier=store_supplier,
+                warehouses=warehouses, warehouse_edge=warehouse_edge, warehouse_lead=lead[warehouse_edge],
+                serves=serves)
+
+
+def _scale_matrix(network: Network) -> Tensor:
+    """``[S, N]``: a location's demand scale is ``mean_demand @ this``: a store's own mean, for any other location
+    the sum over the stores it (eventually) supplies (:func:`location_demand` with per-scenario means)."""
+    return network.tensor("descendants")[:, network.tensor("store_index")].T.contiguous()
+
+
+class NetworkDataDriven(nn.Module):
+    """The data-driven net for networks, "HDPO end-to-end" (spec §6.2, real data, multi-warehouse).
+
+    **Input** per scenario (one vector): every location's inventory vector divided by its demand scale (a
+    store: its ``mean_demand``; any other location: the sum of ``mean_demand`` over the stores it supplies), every
+    store's ``history`` past demands divided by its ``mean_demand``, and the first calendar feature
+    (days_from_christmas) divided by 182. The spec also lists ``p``, ``h`` and lead times: on one network they
+    are the same in every scenario, so as inputs they would be constants that the first layer's bias absorbs;
+    they are left out.
+
+    **Network**: one ELU MLP (:class:`~hybridrl.policies.MemberMLP`, ``hidden`` layers, one member), one output
+    ``z_e`` per edge, with output bias initialised to 1.0 (spec: ReLU output, initial bias 1).
+
+    **Requests**: ``scale_e · relu(z_e)``. With ``share=False``, ``scale_e`` is the demand scale of the edge's
+    receiver (a store edge: the store's ``mean_demand``; an outside edge into a warehouse: the sum of its stores'
+    ``mean_demand``). With ``share=True`` (the default) a location's demand is shared equally among its
+    suppliers: an edge into a store with ``k_s`` suppliers has scale ``mean_demand_s / k_s``, and an outside edge
+    into a warehouse the sum of those shares over the stores it supplies (in general ``flow_r / k_r`` with
+    ``flow_r`` the store mean, or the sum of the shares ``flow_c / k_c`` of ``r``'s receivers). Both are the same
+    when every location has one supplier. Why the default shares: with the initial bias 1, the unshared scales
+    make a fresh net order about ``k_s`` times the demand (2× on the real-data network, where every store has
+    two warehouses); the holding cost that piles up pushes outputs below 0 within a few Adam steps at the spec's
+    lr 3e-3, and a ReLU output below 0 for every state has no gradient and never recovers. On the 3-warehouse
+    real-data network (288 items, batch 72, lr 3e-3, 60 epochs) two of the three outside orders died that way
+    (dev profit 254 per store and period, fill rate 47 %); with shared scales the same run reached about 490
+    within 40 epochs.
+
+    An output exists only for an edge of the network, so nothing is ever requested on a missing edge (the
+    adjacency mask of the spec, by construction). Feasibility is the simulator's: shipments out of a warehouse
+    are scaled proportionally to its **on-hand** (spec R1, R2), so the policy needs no allocation map.
+
+    Needs observations with ``past_demand`` and ``calendar`` (real-data scenarios,
+    :func:`hybridrl.favorita_network.network_splits`).
+    """
+
+    def __init__(self, network: Network, hidden: Sequence[int] = (128, 128), history: int = 16, init_seed: int = 0,
+                 *, share: bool = True):
+        super().__init__()
+        self.network = network
+        self.history = check_int("history", history, minimum=1)
+        self.share = bool(share)
+        inputs = network.n_locations * network.n_slots + network.n_stores * self.history + 1
+        self.mlp = MemberMLP([inputs, *hidden, network.n_edges], 1, [init_seed])
+        with torch.no_grad():
+            self.mlp.biases[-1].fill_(1.0)
+        receiver = network.tensor("receiver")
+        self.register_buffer("scale_matrix", _scale_matrix(network), persistent=False)
+        self.register_buffer("receiver", receiver, persistent=False)
+        # output scale of every edge = mean_demand @ edge_matrix  ([S, E])
+        N = network.n_locations
+        in_degree = torch.zeros(N).index_add(0, receiver, torch.ones(network.n_edges))
+        if self.share:
+            share_of = torch.zeros(N, N)  # share_of[r, c] = 1/k_c for an edge r -> c
+            for e in network.edges:
+                if e.supplier is not None:
+                    share_of[e.supplier, e.receiver] = 1.0 / in_degree[e.receiver]
+            stores = network.tensor("store_index")
+            flow = torch.linalg.inv(torch.eye(N) - share_of)[:, stores]  # [N, S]: flow = share_of @ flow + store mean
+            edges = (flow / in_degree[:, None])[receiver].T
+        else:
+            edges = self.scale_matrix[:, receiver]
+        self.register_buffer("edge_matrix", edges.contiguous(), persistent=False)
+
+    def forward(self, obs: NetworkObservation) -> Tensor:
+        if obs.past_demand is None or obs.calendar is None:
+            raise ValueError("NetworkDataDriven needs past demand and calendar features in the observation: run it "
+                             "on real-data scenarios (hybridrl.favorita_network.network_splits)")
+        if obs.past_demand.shape[-1] != self.history:
+            raise ValueError(f"NetworkDataDriven was built for {self.history} past demands, the observation has "
+                             f"{obs.past_demand.shape[-1]}")
+        dtype = obs.inventory.dtype
+        mean = obs.demand_scale()  # [B, S]
+        scale = mean @ self.scale_matrix.to(dtype)  # [B, N]
+        x = torch.cat([(obs.inventory / scale.unsqueeze(-1)).flatten(1),
+                       (obs.past_demand.to(dtype) / mean.unsqueeze(-1)).flatten(1),
+                       obs.calendar[:, :1].to(dtype) / 182.0], dim=1)
+        z = self.mlp(x.unsqueeze(0))[0]  # [B, E]
+        return (mean @ self.edge_matrix.to(dtype)) * torch.relu(z)
+
+
+class ScaledEchelonStock(nn.Module):
+    """An echelon base-stock heuristic with levels in units of each scenario's demand scale (admissible; fitted
+    by HDPO like any policy). Two-level networks only (module docstring).
+
+    * store ``s`` requests ``max(b_s·μ_s − IP_s, 0)`` from its fastest warehouse (nothing on its other edges);
+    * warehouse ``w`` orders ``max(B_w·Σ_{s served by w} μ_s − IP^e_w, 0)`` from outside, with the echelon
+      position ``IP^e_w`` = its own inventory position plus the positions of the stores it serves (as their
+      fastest warehouse).
+
+    ``μ_s`` is the observation's demand scale (real data: the item's training mean at the store). Levels are
+    ``softplus`` of parameters ``[1, S]`` and ``[1, W]``, initialised to ``b_s = L_s + 1`` and ``B_w = L_w + 1 +``
+    the mean lead time of the stores it serves (weeks of mean demand covered). The simulator rations a short
+    warehouse proportionally. A warehouse that is nobody's fastest orders nothing.
+    """
+
+    def __init__(self, network: Network):
+        super().__init__()
+        self.network = network
+        plan = two_level_structure(network)
+        for name in ("store_edge", "warehouses", "warehouse_edge", "serves"):
+            self.register_buffer(name, plan[name], persistent=False)
+        self.register_buffer("store_location", network.tensor("store_index"), persistent=False)
+        store_level = plan["store_lead"].double() + 1.0
+        served = plan["serves"].double().sum(1)
+        mean_lead = (plan["serves"].double() @ plan["store_lead"].double()) / served.clamp_min(1.0)
+        warehouse_level = plan["warehouse_lead"].double() + 1.0 + mean_lead
+        inverse = lambda v: (v + torch.log(-torch.expm1(-v))).float().unsqueeze(0)  # noqa: E731  softplus⁻¹
+        self.raw_store = nn.Parameter(inverse(store_level))  # [1, S]
+        self.raw_warehouse = nn.Parameter(inverse(warehouse_level))  # [1, W]
+
+    @property
+    def store_levels(self) -> Tensor:
+        """``b_s`` ``[S]``, in periods of mean demand."""
+        return F.softplus(self.raw_store[0])
+
+    @property
+    def warehouse_levels(self) -> Tensor:
+        """``B_w`` ``[W]``, in periods of the mean demand of the stores each serves."""
+        return F.softplus(self.raw_warehouse[0])
+
+    def forward(self, obs: NetworkObservation) -> Tensor:
+        dtype = obs.inventory.dtype
+        mean = obs.demand_scale()  # [B, S]
+        position = obs.inventory_position  # [B, N]
+        store_position = position[:, self.store_location]
+        store = torch.relu(self.store_levels.to(dtype) * mean - store_position)
+        serves = self.serves.to(dtype)
+        echelon = position[:, self.warehouses] + store_position @ serves.T
+        warehouse = torch.relu(self.warehouse_levels.to(dtype) * (mean @ serves.T) - echelon)
+        out = position.new_zeros(position.shape[0], self.network.n_edges)
+        return out.index_copy(1, self.store_edge, store).index_copy(1, self.warehouse_edge, warehouse)
+
+
+class NetworkJustInTime(nn.Module):
+    """The just-in-time oracle on a two-level network (spec §6.5; **non-admissible**: it reads future demand).
+
+    In period ``t`` each store ``s`` requests ``d[s, t + L_s]`` from its fastest warehouse (lead time ``L_s``;
+    nothing on its other edges) and each warehouse ``w`` orders ``Σ_{s served by w} d[s, t + L_w + L_s]`` from
+    outside (0 past the horizon). Every unit ordered from outside then reaches its store exactly when it is
+    demanded: after the first ``L_w + max L_s`` periods no shipment is rationed and every store sells its whole
+    demand with no stock left over, so it is the perfect-foresight reference of the real-data comparison. (It
+    is not a strict upper bound on profit: it always buys through the fastest warehouse, not the cheapest.)
+
+    ``future_demand [N, S, T]`` is the demand of exactly the scenarios it will be run on, in the same order and
+    all in one batch (e.g. ``evaluate(policy, scenarios, batch_size=len(scenarios))``); a batch of another size
+    raises.
+    """
+
+    non_admissible = True
+
+    def __init__(self, future_demand: Tensor):
+        super().__init__()
+        if not isinstance(future_demand, Tensor) or future_demand.dim() != 3:
+            shape = getattr(future_demand, "shape", future_demand)
+            raise ValueError(f"future_demand must be a [N, S, T] tensor, got {shape!r}")
+        self.register_buffer("future_demand", future_demand, persistent=False)
+        self._network = None
+
+    def _plan(self, network: Network) -> Tensor:
+        """Requests of every period ``[N, E, T]`` (built once per network)."""
+        N, S, T = self.future_demand.shape
+        if S != network.n_stores:
+            raise ValueError(f"future_demand has {S} stores, the network {network.n_stores}")
+        plan = two_level_structure(network)
+        store_lead = plan["store_lead"]
+        position = torch.full((network.n_locations,), -1, dtype=torch.long).index_copy(
+            0, plan["warehouses"], torch.arange(len(plan["warehouses"])))
+        upstream = plan["warehouse_lead"][position[plan["store_supplier"]]]  # [S], L_w of each store's warehouse
+        d = self.future_demand
+        padded = F.pad(d, (0, int((store_lead + upstream).max())))
+        t = torch.arange(T, device=d.device)
+        pick = lambda shift: padded.gather(2, (t[None, :] + shift.to(d.device)[:, None]).expand(N, S, T))  # noqa: E731
+        out = d.new_zeros(N, network.n_edges, T)
+        out.index_add_(1, plan["store_edge"].to(d.device), pick(store_lead))
+        out.index_add_(1, plan["warehouse_edge"][position[plan["store_supplier"]]].to(d.device),
+                       pick(store_lead + upstream))
+        return out
+
+    def forward(self, obs: NetworkObservation) -> Tensor:
+        B = obs.inventory.shape[0]
+        if B != self.future_demand.shape[0]:
+            raise ValueError(f"NetworkJustInTime holds the future demand of {self.future_demand.shape[0]} scenarios "
+                             f"but was run on a batch of {B}: run it on exactly those scenarios, in one batch")
+        if self._network is not obs.network or self._requests.device != obs.inventory.device:
+            self._requests = self._plan(obs.network).to(obs.inventory.device)
+            self._network = obs.network
+        if obs.period >= self._requests.shape[2]:
+            raise ValueError(f"NetworkJustInTime knows {self._requests.shape[2]} periods of demand, asked for period "
+                             f"{obs.period}")
+        return self._requests[:, :, obs.period].to(obs.inventory.dtype)

@@ -24,8 +24,10 @@ Order of events in one period (:func:`network_step`)
    more than it has. A transshipment center ships *all* its on-hand, split in proportion to the requests (plus a
    tiny equal share, so that stock is shipped even when nothing is requested). Outside requests are orders,
    never rationed.
-3. **Demand** at the stores; store cost ``p·(d − x)^+ + h·(x − d)^+`` on on-hand ``x``; the stock after demand
-   is ``(x − d)^+`` under lost sales, ``x − d`` under backlog.
+3. **Demand** at the stores; store cost ``p·(d − x)^+ + h·(x − d)^+`` on on-hand ``x`` (objective ``"cost"``), or
+   ``−p·min(x, d) + h·(x − d)^+`` with ``p`` the unit margin (objective ``"profit"``, real data: a negative
+   cost is a profit, as in :func:`hybridrl.inventory.step`); the stock after demand is ``(x − d)^+`` under lost
+   sales, ``x − d`` under backlog.
 4. **Upstream cost.** Each other location pays ``h`` on its on-hand after shipping; every location pays the
    unit procurement cost of its outside orders.
 5. **Advance.** Every vector shifts one slot, and each shipment or order joins its receiver's slot ``L − 1``
@@ -35,6 +37,16 @@ The cost tensor of a rollout is ``[B, S, T]`` like the single-store simulator's:
 ``s``'s cost plus an equal ``1/S`` share of the upstream locations' cost, so that the mean over stores is the
 network's **cost per store and period** (spec R13), and the training loop and evaluation of
 :mod:`hybridrl.train` run on networks unchanged (:func:`hybridrl.inventory.rollout` dispatches here).
+
+Real-data scenarios
+-------------------
+:class:`NetworkScenarios` may carry a **demand history** ``[N, S, H]`` (the ``H`` demands before period 0), a
+**calendar** ``[N, T, F]`` (features of each simulated period) and a per-scenario **demand scale**
+``mean_demand [N, S]`` (e.g. each item's training-window mean at each store; ``None``: the network's store means).
+:func:`network_rollout` shows them to the policy as in :func:`hybridrl.inventory.rollout`: in period ``t``,
+``NetworkObservation.past_demand`` holds the ``H`` demands of periods ``t − H .. t − 1``
+(``cat(history, demand)[..., t : t + H]``), ``calendar`` the features of period ``t`` and ``mean_demand`` the
+scale; never the demand of period ``t`` or later (spec R8). :mod:`hybridrl.favorita_network` builds them.
 
 Instances
 ---------
@@ -56,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive
-from .inventory import Trajectory, UNMET_DEMAND
+from .inventory import OBJECTIVES, Trajectory, UNMET_DEMAND
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -106,7 +118,11 @@ class Edge:
 
 @dataclass(frozen=True)
 class Network:
-    """A supply network (module docstring): locations, edges, unmet demand and the demand correlation."""
+    """A supply network (module docstring): locations, edges, unmet demand and the demand correlation.
+
+    ``objective="profit"`` (real data) charges each store ``−p·min(x, d) + h·(x − d)^+`` (``p`` the unit
+    margin) instead of ``p·(d − x)^+ + h·(x − d)^+``; upstream holding and procurement costs are the same.
+    """
 
     name: str
     locations: tuple[Location, ...]
@@ -118,9 +134,12 @@ class Network:
     """Clip demand at 0 (spec §4.4); the transshipment setting keeps negative demand (spec §4.5)."""
     initial_inventory: float = 1.0
     """Store slots start at U[0, 1] × this × the store's mean demand; upstream locations start empty."""
+    objective: str = "cost"
+    """``"cost"`` (minimise) or ``"profit"`` (maximise; simulated as a negative cost, see the class docstring)."""
 
     def __post_init__(self):
         check_choice("unmet_demand", self.unmet_demand, UNMET_DEMAND)
+        check_choice("objective", self.objective, OBJECTIVES)
         check_nonnegative("initial_inventory", self.initial_inventory)
         n = len(self.locations)
         if n == 0 or not any(loc.store for loc in self.locations):
@@ -175,6 +194,10 @@ class Network:
     @property
     def lost_sales(self) -> bool:
         return self.unmet_demand == "lost"
+
+    @property
+    def profit(self) -> bool:
+        return self.objective == "profit"
 
     members = 1  # one policy for the whole network (the training loop's notion of members)
 
@@ -233,7 +256,8 @@ class Network:
         edges = ", ".join(f"{'out' if e.supplier is None else e.supplier}->{e.receiver}(L={e.lead_time}"
                           + (f", c={e.unit_cost:g}" if e.unit_cost else "") + ")" for e in self.edges)
         return (f"Network({self.name!r}, [{locs}], [{edges}], {self.unmet_demand}, rho={self.correlation:g}, "
-                f"truncate={self.truncate_demand}, init={self.initial_inventory:g})")
+                f"truncate={self.truncate_demand}, init={self.initial_inventory:g}"
+                + ("" if self.objective == "cost" else f", objective={self.objective}") + ")")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -305,11 +329,16 @@ def transshipment_network(n_stores: int = 5, *, seed: int = 0, underage_cost: fl
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class NetworkScenarios:
-    """``N`` scenarios of a network: store demand ``[N, S, T]`` and initial inventories ``[N, L, n]``."""
+    """``N`` scenarios of a network: store demand ``[N, S, T]`` and initial inventories ``[N, L, n]``; for real
+    data also the demand history ``[N, S, H]``, calendar features ``[N, T, F]`` and a per-scenario demand scale
+    ``mean_demand [N, S]`` (module docstring, "Real-data scenarios"; ``None`` where absent)."""
 
     setting: Network
     demand: Tensor
     initial_inventory: Tensor
+    demand_history: Tensor | None = None
+    calendar: Tensor | None = None
+    mean_demand: Tensor | None = None
 
     is_network = True
 
@@ -317,11 +346,24 @@ class NetworkScenarios:
         net = self.setting
         if self.demand.dim() != 3 or self.demand.shape[1] != net.n_stores:
             raise ValueError(f"demand must be [N, {net.n_stores}, T], got {tuple(self.demand.shape)}")
-        expected = (self.demand.shape[0], net.n_locations, net.n_slots)
+        n, s, t = self.demand.shape
+        expected = (n, net.n_locations, net.n_slots)
         if tuple(self.initial_inventory.shape) != expected:
             raise ValueError(f"initial_inventory must be {expected}, got {tuple(self.initial_inventory.shape)}")
         if not torch.isfinite(self.demand).all():
             raise ValueError("demand contains NaN or infinite values")
+        history = self.demand_history
+        if history is not None and (history.dim() != 3 or tuple(history.shape[:2]) != (n, s) or history.shape[2] < 1
+                                    or not torch.isfinite(history).all()):
+            raise ValueError(f"demand_history must be a finite [N, S, H] = [{n}, {s}, H ≥ 1] tensor, "
+                             f"got shape {tuple(history.shape)}")
+        if self.calendar is not None and (self.calendar.dim() != 3 or tuple(self.calendar.shape[:2]) != (n, t)):
+            raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {t}, F], got {tuple(self.calendar.shape)}")
+        mean = self.mean_demand
+        if mean is not None and (tuple(mean.shape) != (n, s) or not torch.isfinite(mean).all()
+                                 or bool((mean <= 0).any())):
+            raise ValueError(f"mean_demand must be a positive finite [N, S] = [{n}, {s}] tensor, "
+                             f"got shape {tuple(mean.shape)}")
 
     @property
     def n(self) -> int:
@@ -335,8 +377,13 @@ class NetworkScenarios:
         return self.n
 
     def _map(self, fn) -> NetworkScenarios:
+        """Apply ``fn`` to every tensor (not validated again: a view of valid data, run for every minibatch)."""
         out = copy.copy(self)
         out.demand, out.initial_inventory = fn(self.demand), fn(self.initial_inventory)
+        for name in ("demand_history", "calendar", "mean_demand"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(out, name, fn(value))
         return out
 
     def __getitem__(self, index) -> NetworkScenarios:
@@ -345,7 +392,8 @@ class NetworkScenarios:
     def with_periods(self, periods: int) -> NetworkScenarios:
         if periods > self.periods:
             raise ValueError(f"periods={periods} exceeds the {self.periods} periods available")
-        return replace(self, demand=self.demand[..., :periods])
+        calendar = None if self.calendar is None else self.calendar[:, :periods]
+        return replace(self, demand=self.demand[..., :periods], calendar=calendar)
 
     def to(self, device) -> NetworkScenarios:
         return self._map(lambda v: v.to(device))
@@ -408,11 +456,24 @@ def make_network_splits(network: Network, protocol, seeds=None):
 @dataclass
 class NetworkObservation:
     """What a network policy sees: the inventory vectors ``[B, N, n]``, the network (static data) and the
-    period. Never future demand (spec R8)."""
+    period; with real-data scenarios also the ``H`` demands before this period ``past_demand [B, S, H]``, this
+    period's calendar features ``calendar [B, F]`` and the scenarios' demand scale ``mean_demand [B, S]``
+    (``None`` where the scenarios have none; :meth:`demand_scale` falls back on the network's store means).
+    Never the demand of this period or later (spec R8)."""
 
     inventory: Tensor
     network: Network
     period: int
+    past_demand: Tensor | None = None
+    calendar: Tensor | None = None
+    mean_demand: Tensor | None = None
+
+    def demand_scale(self) -> Tensor:
+        """Mean demand per store ``[B, S]``: the scenarios' ``mean_demand``, else the network's store means."""
+        if self.mean_demand is not None:
+            return self.mean_demand.to(self.inventory.dtype)
+        mean = self.network.tensor("store_mean", self.inventory)
+        return mean.expand(self.inventory.shape[0], -1)
 
     @property
     def on_hand(self) -> Tensor:
@@ -474,7 +535,11 @@ def network_step(network: Network, inventory: Tensor, requests: Tensor, demand: 
     surplus = x - demand
     excess = torch.relu(surplus)
     shortage = excess - surplus
-    store_cost = network.tensor("underage_cost", x) * shortage + network.tensor("holding_cost", x)[stores] * excess
+    if network.profit:  # h (x-d)^+ - p min(x, d), with min(x, d) = d - (d-x)^+
+        store_cost = torch.addcmul(network.tensor("holding_cost", x)[stores] * excess,
+                                   network.tensor("underage_cost", x), shortage - demand)
+    else:
+        store_cost = network.tensor("underage_cost", x) * shortage + network.tensor("holding_cost", x)[stores] * excess
     post = post.index_copy(1, stores, excess if network.lost_sales else surplus)
     # every location: holding on post-shipment on-hand (stores: the store cost instead) + procurement
     is_store = network.tensor("is_store").to(inventory.device)
@@ -497,6 +562,9 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. ``compile`` is accepted for the
     training loop's sake and ignored (networks run eagerly). Requests must be non-negative (checked once, after
     the rollout).
+
+    Real-data scenarios (module docstring) also fill the observation's ``past_demand`` (the ``H`` demands before
+    period ``t``), ``calendar`` (period ``t``'s features) and ``mean_demand``.
     """
     network = scenarios.setting
     periods = scenarios.periods if periods is None else periods
@@ -505,9 +573,15 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     inventory = scenarios.initial_inventory
     stores = network.tensor("store_index").to(inventory.device)
     is_store = network.tensor("is_store").to(inventory.device)
+    history, calendar, mean = (getattr(scenarios, name, None) for name in ("demand_history", "calendar", "mean_demand"))
+    if history is not None:  # demands of periods -H..T-1; period t sees entries t..t+H-1 (periods t-H..t-1)
+        known = torch.cat([history, scenarios.demand], dim=-1)
+        window = history.shape[-1]
     costs, records, lowest = [], [], None
     for t in range(periods):
-        requests = policy(NetworkObservation(inventory, network, t))
+        requests = policy(NetworkObservation(inventory, network, t,
+                                             None if history is None else known[..., t:t + window],
+                                             None if calendar is None else calendar[:, t], mean))
         if round_orders:
             requests = torch.round(requests)
         lowest = requests.detach().amin() if lowest is None else torch.minimum(lowest, requests.detach().amin())

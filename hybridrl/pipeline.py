@@ -5,7 +5,8 @@ chapter ``notebooks/NN_*.py`` with papermill into ``build/notebooks/`` (executed
 passing the ``profile`` and ``force`` parameters, and the reproduction report last. The benchmark chapter
 (``90_benchmarks``) is left to ``python -m hybridrl.pipeline bench`` (``make bench``): timings describe a
 machine, not the papers. A failing chapter does not stop the others; the command exits non-zero at the end
-and names it.
+and names it. A chapter whose data set is absent (the real-data chapter without ``HYBRIDRL_DATA``) stops at its
+first cell with instructions, marks its tables "not run: data missing" and is reported as skipped, not failed.
 
 The ``.py`` file is the source of each chapter: it is converted with jupytext at run time, so what runs is
 what is reviewed.
@@ -22,6 +23,8 @@ from . import paths
 from .experiments import check_profile
 
 BENCHMARK = "90_benchmarks"
+DATA_MISSING = "DataMissing"
+"""A chapter that raises :class:`hybridrl.favorita.DataMissing` stopped early for lack of data: skipped, not failed."""
 REPORT = "99_reproduction"
 
 
@@ -58,25 +61,32 @@ def execute(source: Path, parameters: dict, output_dir: Path | None = None, *, l
     return executed
 
 
-def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu") -> int:
+def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu",
+              data: str | None = None) -> int:
     check_profile(profile)
-    failures, timings = [], []
+    failures, skipped, timings = [], [], []
     for source in chapters():
         if only and source.stem not in only:
             continue
-        parameters = dict(profile=profile, force=force, device=device)
+        parameters = dict(profile=profile, force=force, device=device, data=data)
         print(f"[reproduce] {source.name} (profile {profile}) ...", flush=True)
         started = time.time()
         try:
             execute(source, parameters)
         except Exception as err:  # noqa: BLE001 - report and go on with the other chapters
-            failures.append(source.name)
-            print(f"[reproduce] {source.name} FAILED: {type(err).__name__}: {str(err)[:2000]}", flush=True)
+            if getattr(err, "ename", "") == DATA_MISSING:  # the chapter stopped early: its data set is absent
+                skipped.append(source.name)
+                print(f"[reproduce] {source.name} SKIPPED: {str(getattr(err, 'evalue', err))[:2000]}", flush=True)
+            else:
+                failures.append(source.name)
+                print(f"[reproduce] {source.name} FAILED: {type(err).__name__}: {str(err)[:2000]}", flush=True)
         seconds = time.time() - started
         timings.append((source.name, seconds))
         print(f"[reproduce] {source.name} done in {seconds / 60:.1f} min", flush=True)
     total = sum(s for _, s in timings)
     print(f"[reproduce] total {total / 60:.1f} min; executed notebooks in {paths.EXECUTED}")
+    if skipped:
+        print(f"[reproduce] skipped for lack of data (their rows in REPRODUCTION.md say so): {', '.join(skipped)}")
     if failures:
         print(f"[reproduce] failed: {', '.join(failures)}")
         return 1
@@ -99,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--force", action="store_true", help="recompute cached experiments")
     rep.add_argument("--only", nargs="*", help="run only these chapters (file stems, e.g. 01_lost_sales)")
     rep.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    rep.add_argument("--data", default=None, help="folder holding favorita/ (default: $HYBRIDRL_DATA, else ./data)")
     ben = sub.add_parser("bench", help="run the benchmark chapter and write paper/benchmarks.md")
     ben.add_argument("--profile", default="quick")
     ben.add_argument("--device", default="cpu")
@@ -108,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     if args.command == "reproduce":
-        return reproduce(args.profile, args.force, args.only, args.device)
+        return reproduce(args.profile, args.force, args.only, args.device, args.data)
     return bench(args.profile, args.device)
 
 

@@ -213,6 +213,7 @@ class StoreWise(nn.Module):
             part = Observation(
                 obs.inventory[:, s : s + 1], obs.underage_cost[:, s : s + 1], obs.holding_cost[:, s : s + 1],
                 obs.lead_time[:, s : s + 1], obs.mean_demand[:, s : s + 1], obs.period,
+                None if obs.past_demand is None else obs.past_demand[:, s : s + 1], obs.calendar,
             )
             orders.append(policy(part))
         return torch.cat(orders, dim=1)

@@ -55,6 +55,8 @@ class Scenarios:
     lead_time: Tensor  # [N, S], int64
     mean_demand: Tensor  # [N, S]
     initial_inventory: Tensor  # [N, S, n]
+    demand_history: Tensor | None = None  # [N, S, H]: the H demands before period 0 (real data), seen by policies
+    calendar: Tensor | None = None  # [N, T, F]: calendar features of each period (real data)
 
     def __post_init__(self):
         n, s = self.demand.shape[:2]
@@ -72,6 +74,17 @@ class Scenarios:
             )
         if not torch.isfinite(self.demand).all():
             raise ValueError("demand contains NaN or infinite values")
+        if self.demand_history is not None and (
+            self.demand_history.dim() != 3 or tuple(self.demand_history.shape[:2]) != (n, s)
+            or not torch.isfinite(self.demand_history).all()
+        ):
+            raise ValueError(f"demand_history must be a finite [N, S, H] = [{n}, {s}, H] tensor, "
+                             f"got shape {tuple(self.demand_history.shape)}")
+        if self.calendar is not None and (
+            self.calendar.dim() != 3 or tuple(self.calendar.shape[:2]) != (n, self.demand.shape[2])
+        ):
+            raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {self.demand.shape[2]}, F], "
+                             f"got {tuple(self.calendar.shape)}")
         if self.lead_time.dtype != torch.int64 or bool((self.lead_time < 0).any()) or bool(
             (self.lead_time > self.setting.n_slots).any()
         ):
@@ -105,7 +118,8 @@ class Scenarios:
     def with_periods(self, periods: int) -> "Scenarios":
         if periods > self.periods:
             raise ValueError(f"periods={periods} exceeds the {self.periods} periods available")
-        return replace(self, demand=self.demand[..., :periods])
+        calendar = None if self.calendar is None else self.calendar[:, :periods]
+        return replace(self, demand=self.demand[..., :periods], calendar=calendar)
 
     def to(self, device) -> "Scenarios":
         return self._map(lambda v: v.to(device))

@@ -277,3 +277,26 @@ def compare_methods(table: pd.DataFrame, better: str, worse: str, keys: Sequence
                      "gap_pct": 100 * (b.mean() / a.mean() - 1), "gap_low": low, "gap_high": high,
                      "p_better": p.estimate, "p_low": p.low, "p_high": p.high, "runs": min(len(a), len(b))})
     return pd.DataFrame(rows)
+
+
+def paired_difference(x, y, *, scale=None, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """The mean of ``x − y`` over paired units (e.g. products evaluated under two policies), divided by the mean
+    of ``scale`` if given, with a percentile bootstrap interval that resamples the units (the pairs stay
+    together). ``100 * paired_difference(a, b, scale=ref)`` is the difference of ``a`` and ``b`` in points of
+    ``ref``'s total (e.g. percent of the oracle's profit)."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"x and y must be non-empty and paired, got {x.size} and {y.size} values")
+    s = np.ones_like(x) if scale is None else np.asarray(scale, dtype=float).ravel()
+    if s.shape != x.shape:
+        raise ValueError(f"scale must have one value per pair ({x.size}), got {s.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all() and np.isfinite(s).all()):
+        raise ValueError("x, y and scale must be finite")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    d = x - y
+    rows = np.random.default_rng(seed).integers(0, x.size, size=(reps, x.size))
+    samples = d[rows].mean(1) / s[rows].mean(1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Interval(float(d.mean() / s.mean()), float(low), float(high), confidence)

@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jupytext
 import pandas as pd
 import pytest
 
-from hybridrl import paths, pipeline, reproduction
+from hybridrl import favorita, paths, pipeline, reproduction
 from hybridrl.reporting import Provenance, save_table
 
 CHAPTERS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -39,10 +40,14 @@ def test_notebook_pair_is_in_sync_and_output_free(source):
     assert len(tagged) == 1 and "profile = " in tagged[0].source
 
 
+SHARED_DATA = Path(os.environ["HYBRIDRL_DATA"]) if os.environ.get("HYBRIDRL_DATA") else (
+    Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 @pytest.mark.notebook
 def test_make_reproduce_in_the_smoke_profile(tmp_path):
     """The real entry point (`python -m hybridrl.pipeline reproduce`) runs every chapter; outputs go to tmp."""
-    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg")
+    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg", HYBRIDRL_DATA=str(SHARED_DATA))
     run = subprocess.run(
         [sys.executable, "-m", "hybridrl.pipeline", "reproduce", "--profile", "smoke"],
         env=env, capture_output=True, text=True, timeout=900,
@@ -83,6 +88,16 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     versus = pd.read_csv(tables / "hdpo_vs_reinforce.csv")
     assert {"setting", "method", "seed", "wall_seconds", "test_cost", "gap_pct"} <= set(versus.columns)
     assert set(versus.method) == {"hdpo", "reinforce"}
+    real = pd.read_csv(tables / "hdpo_real_data.csv")
+    assert list(real.columns) == ["setting", "method", "seed", "test_profit", "profit_vs_oracle_pct"]
+    if favorita.available(SHARED_DATA):
+        assert {"hdpo", "fixed_quantile", "transformed_nv", "quantile_nv", "returns_nv", "just_in_time"} <= set(
+            real.method)
+        assert (real.profit_vs_oracle_pct <= 100 + 1e-6).all()
+        margins = pd.read_csv(tables / "hdpo_real_data_margins.csv")
+        assert set(margins.against) >= {"fixed_quantile", "transformed_nv", "quantile_nv"}
+    else:
+        assert real.empty
     bias = pd.read_csv(tables / "hpo_estimator_bias.csv")
     assert len(bias) == 2 and {"projection", "exact_norm", "max_abs_z"} <= set(bias.columns)
     for name in ["hdpo_lost_sales_gaps", "hdpo_lost_sales_learning", "hdpo_backlogged_gaps", "overview_base_stock_fit",
@@ -98,6 +113,25 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert again.returncode == 0
+
+
+@pytest.mark.notebook
+def test_the_real_data_chapter_stops_early_without_its_data(tmp_path):
+    """No data: the chapter stops at its first step, the pipeline goes on and succeeds, and the tables and the
+    report say "not run: data missing" — no crash, no numbers."""
+    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg")
+    env.pop("HYBRIDRL_DATA", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "hybridrl.pipeline", "reproduce", "--profile", "smoke", "--only", "12_real_data",
+         "99_reproduction", "--data", str(tmp_path / "nowhere")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "12_real_data.py SKIPPED" in run.stdout and "HYBRIDRL_DATA" in run.stdout
+    tables = tmp_path / "paper" / "tables"
+    assert pd.read_csv(tables / "hdpo_real_data.csv").empty
+    assert json.loads((tables / "hdpo_real_data.provenance.json").read_text())["status"] == "not run: data missing"
+    assert "not run: data missing" in (tmp_path / "paper" / "REPRODUCTION.md").read_text()
 
 
 @pytest.mark.notebook
