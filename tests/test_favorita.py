@@ -297,3 +297,25 @@ def test_the_smoke_profile_runs_on_the_shared_data(tmp_path, monkeypatch):
     again = realdata_experiments.run_one_store_grid("smoke", data=SHARED, workers=1, progress=False)
     pd.testing.assert_frame_equal(result.table, again.table)  # cached: the same numbers
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, monkeypatch):
+    if not favorita.available(SHARED):
+        pytest.skip(f"Favorita data not found under {SHARED}")
+    from hybridrl import paths, realdata_experiments
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    first = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED)
+    checkpoints = list((tmp_path / "cache" / "real_data" / "one_store").glob("*.ckpt"))
+    assert len(checkpoints) == 1
+    calls = []
+    original = realdata_experiments.fit
+
+    def spy(policy, train, dev, config, **kwargs):
+        calls.append(kwargs["checkpoint"].exists())  # a forced run must not find the old state to resume from
+        return original(policy, train, dev, config, **kwargs)
+
+    monkeypatch.setattr(realdata_experiments, "fit", spy)
+    again = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED, force=True)
+    assert calls == [False]
+    assert again["per_series"] == first["per_series"]  # deterministic: the same numbers from scratch
