@@ -140,6 +140,8 @@ one_store = realdata_experiments.run_one_store_grid(profile, data=favorita_data,
 table = one_store.table[["setting", "method", "seed", "test_profit", "profit_vs_oracle_pct"]]
 summary = (table.groupby("method", sort=False)[["test_profit", "profit_vs_oracle_pct"]].mean()
            .sort_values("test_profit", ascending=False))
+fitted = one_store.table[one_store.table.method == "fixed_quantile"].quantile
+print("fixed quantile fitted by HDPO: tau =", ", ".join(f"{t:.3f}" for t in fitted))
 summary
 
 # %% [markdown]
@@ -153,6 +155,18 @@ margins[["setting", "method", "against", "margin_pts", "margin_low", "margin_hig
          "share_of_products_better"]]
 
 # %% [markdown]
+# **What our `quick` runs show.** HDPO end to end keeps 78.4 % of the oracle's test profit (two seeds: 78.5 and
+# 78.3 %), the best admissible newsvendor — one quantile fitted by HDPO, τ ≈ 0.57 — 77.5 %, the transformed
+# newsvendor 76.5 %, and the critical fractile 61.1 %. HDPO's margin over each is positive with the whole
+# bootstrap interval above zero: +0.95 [0.73, 1.16] points over the fixed quantile (more profit on 68 % of the
+# products), +1.9 [1.7, 2.1] over the transformed newsvendor, +17.3 [16.4, 18.2] over the critical fractile. So the
+# direction of the paper's claim holds, but against the newsvendors whose quantile is itself fitted through the
+# simulator the margin is about one point: "significantly" in the statistical sense, modest in size. Two things
+# the table makes plain: the critical fractile $p/(p+h) \approx 0.9$ is far too high here (holding costs recur
+# every week a unit stays unsold, so the one-period newsvendor's logic over-orders), and letting it send stock
+# back (returns NV, non-admissible) barely helps, because what hurts is over-ordering before demand is seen. The
+# HDPO networks were still improving when the `quick` budget (200 passes) ended.
+#
 # Per-product distributions: each product's test profit as a share of what the oracle makes on it.
 
 # %%
@@ -224,6 +238,12 @@ for ax in axes:
 fig_net.suptitle(f"Three warehouses, 21 stores, 288 items ({profile})")
 
 # %% [markdown]
+# **What our `quick` runs show.** On the network HDPO keeps 75.0 % of the just-in-time profit (75.2 and 74.9 %)
+# against 70.5 % for the echelon heuristic: +4.5 [3.6, 5.3] points, more profit on 85 % of the items. The
+# heuristic's levels are constant multiples of each item's mean demand, so it cannot follow the Christmas peak
+# and the other seasonal swings of the test weeks; the data-driven network sees the last 16 weeks and the
+# calendar. Its dev profit was still rising slowly after 300 passes.
+#
 # ## Writing the artifacts
 
 # %%
