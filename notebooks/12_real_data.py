@@ -140,7 +140,7 @@ one_store = realdata_experiments.run_one_store_grid(profile, data=favorita_data,
 table = one_store.table[["setting", "method", "seed", "test_profit", "profit_vs_oracle_pct"]]
 summary = (table.groupby("method", sort=False)[["test_profit", "profit_vs_oracle_pct"]].mean()
            .sort_values("test_profit", ascending=False))
-fitted = one_store.table[one_store.table.method == "fixed_quantile"].quantile
+fitted = one_store.table.loc[one_store.table.method == "fixed_quantile", "quantile"]
 print("fixed quantile fitted by HDPO: tau =", ", ".join(f"{t:.3f}" for t in fitted))
 summary
 
