@@ -5,6 +5,7 @@
 #   make reproduce FORCE=1          recompute instead of reading the cache
 #   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
 #   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
+#   make sweep PROFILE=paper BACKEND=ray GPUS_PER_RUN=0.25   every chapter's runs, no notebooks (hybridrl.sweeps)
 #   make sync                       pair notebooks/*.py with their output-free .ipynb after editing
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -14,14 +15,16 @@ TORCH ?= torch==2.13.0
 PROFILE ?= quick
 DEVICE ?= cpu
 FORCE ?= 0
+BACKEND ?= local
+GPUS_PER_RUN ?= 0
 
-.PHONY: venv test reproduce bench sync clean
+.PHONY: venv test reproduce bench sweep sync clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -34,6 +37,9 @@ reproduce: venv
 
 bench: venv
 	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE)
+
+sweep: venv
+	$(BIN)/python -m hybridrl.sweeps --profile $(PROFILE) --backend $(BACKEND) --gpus-per-run $(GPUS_PER_RUN) $(if $(filter 1,$(FORCE)),--force,)
 
 sync: venv
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py

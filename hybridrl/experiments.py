@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import os
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -454,20 +453,8 @@ def backlog_optima(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -
 
 
 def run_parallel(fn, jobs: list, *, workers: int | None = None, progress: bool = True, description: str = "") -> list:
-    """``[fn(job) for job in jobs]`` over ``workers`` spawned processes (default: one per core), in order."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
+    """``[fn(job) for job in jobs]`` in order, on the current backend (:func:`hybridrl.sweeps.map_jobs`: spawned
+    local processes by default, one per core; a Ray cluster with ``HYBRIDRL_BACKEND=ray``)."""
+    from .sweeps import map_jobs
 
-    from tqdm.auto import tqdm
-
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    started = time.time()
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
-                                mininterval=5))
-    else:
-        results = [fn(job) for job in tqdm(jobs, desc=description, disable=not progress, mininterval=5)]
-    if progress:
-        print(f"{description}: {len(jobs)} runs in {time.time() - started:.0f} s ({workers} workers)")
-    return results
+    return map_jobs(fn, jobs, workers=workers, progress=progress, description=description)

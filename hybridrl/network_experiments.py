@@ -14,7 +14,6 @@ per store and period over the test periods after the warm-up.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
@@ -96,9 +95,9 @@ class NetworkBudget:
     transshipment)."""
 
 
-def _configs(epochs: int, batch: int, dev_every: int, **lrs) -> dict:
+def _configs(epochs: int, batch: int, dev_every: int, device: str = "cpu", **lrs) -> dict:
     common = dict(epochs=epochs, batch_size=batch, dev_every=dev_every, schedule="cosine", patience=None,
-                  progress=False, grad_clip=1.0)
+                  progress=False, grad_clip=1.0, device=device)
     return {m: TrainConfig(lr=lr, **common) for m, lr in lrs.items()}
 
 
@@ -123,13 +122,14 @@ NETWORK_BUDGETS = {
         Protocol(n_train=1024, n_dev=512, n_test=1024, train_periods=50, dev_periods=100, dev_warmup=50,
                  test_periods=300, test_warmup=100),
         _configs(40, 128, 4, **_LRS), (3, 5, 10), (0, 1)),
-    # the published protocol (spec §3.2): 32768 scenarios per split, batch 8192; a GPU
-    ("serial", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=1e-2)), (1,),
+    # the published protocol (spec §3.2): 32768 scenarios per split, batch 8192; a GPU when there is one
+    # (device "auto": CUDA if available, so the same cached run whether a sweep or a notebook computes it)
+    ("serial", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, "auto", **dict(_LRS, vanilla=1e-2)), (1,),
                                        (0, 1, 2), hidden=(32, 32)),
-    ("one_warehouse", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=3e-4)),
+    ("one_warehouse", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, "auto", **dict(_LRS, vanilla=3e-4)),
                                               (3, 5, 10, 20, 30, 50), (0, 1, 2),
                                               data_sizes=(2, 8, 32, 128, 512, 2048, 8192), hidden=(512, 512, 512)),
-    ("transshipment", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, **dict(_LRS, vanilla=1e-4)),
+    ("transshipment", "paper"): NetworkBudget(Protocol(), _configs(2000, 8192, 10, "auto", **dict(_LRS, vanilla=1e-4)),
                                               (3, 5, 10), (0, 1, 2)),
 }
 
@@ -137,6 +137,29 @@ NETWORK_BUDGETS = {
 def network_budget(setting: str, profile: str) -> NetworkBudget:
     check_choice("setting", setting, SETTINGS)
     return NETWORK_BUDGETS[(setting, check_profile(profile))]
+
+
+def chapter_methods(setting: str, profile: str, *, data_sizes: bool = False) -> tuple[str, ...]:
+    """The methods a chapter trains on ``setting`` in ``profile`` (the notebooks and :mod:`hybridrl.sweeps` both
+    ask here). The graph network is 15-25 times slower per step than the vanilla one on a CPU
+    (``paper/benchmarks.md``): it runs in the ``smoke`` and ``paper`` profiles, not in ``quick``. The serial
+    system compares the echelon policy (optimal there) with the vanilla network; transshipment leaves the
+    echelon heuristic out (HDPO cannot fit it there: chapter 10); the data-efficiency study compares the
+    networks only."""
+    check_choice("setting", setting, SETTINGS)
+    graph = () if check_profile(profile) == "quick" else ("gnn",)
+    if setting == "serial":
+        return ("echelon_base_stock", "vanilla")
+    if setting == "transshipment":
+        return ("vanilla", "symmetry_aware") + graph
+    return ("vanilla", "symmetry_aware") + graph if data_sizes else ("echelon_base_stock", "vanilla",
+                                                                     "symmetry_aware") + graph
+
+
+def data_study_stores(profile: str) -> tuple[int, ...]:
+    """The store counts of the data-efficiency study: 5 stores where the profile has them."""
+    stores = network_budget("one_warehouse", profile).stores
+    return (5,) if 5 in stores else stores[:1]
 
 
 # ----------------------------------------------------------------------------------------------------------------

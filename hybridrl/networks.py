@@ -59,8 +59,7 @@ reproducible (spec §10.7), so ours are our own.
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch

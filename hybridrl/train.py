@@ -163,6 +163,7 @@ def evaluate(
     """
     if device is None:
         device = next((p.device for p in policy.parameters()), torch.device("cpu"))
+    device = resolve_device(device)  # "auto" -> CUDA when available
     if warmup >= scenarios.periods:
         raise ValueError(f"warmup={warmup} leaves no period to evaluate out of {scenarios.periods}")
     if batch_size is None:

@@ -54,7 +54,7 @@ import time
 
 import pandas as pd
 
-from hybridrl import experiments, plots, reporting, stats
+from hybridrl import experiments, plots, reporting
 from hybridrl.reproduction import LOST_SALES_OPTIMUM  # the published values (HDPO spec §9.1)
 
 experiments.check_profile(profile)

@@ -56,7 +56,6 @@ force = False  # retrain the agent instead of reading it from build/cache/ (HDPO
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 

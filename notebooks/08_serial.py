@@ -84,11 +84,11 @@ pd.DataFrame([dict(location=name, level=level) for name, level in
 # `build/cache/network/`. The test cost is per period over the test horizon after its warm-up.
 
 # %%
-pd.DataFrame({m: vars(c) for m, c in budget.configs.items() if m in ("echelon_base_stock", "vanilla")})
+methods = network_experiments.chapter_methods("serial", profile)  # echelon base stock and the vanilla network
+pd.DataFrame({m: vars(c) for m, c in budget.configs.items() if m in methods})
 
 # %%
-runs = network_experiments.run_network_grid("serial", profile, methods=("echelon_base_stock", "vanilla"),
-                                            workers=workers, force=force)
+runs = network_experiments.run_network_grid("serial", profile, methods=methods, workers=workers, force=force)
 runs.table.assign(gap_pct=lambda d: 100 * (d.test_cost / optimum.cost - 1))[
     ["method", "seed", "test_cost", "test_se", "gap_pct", "best_epoch", "run_seconds"]]
 

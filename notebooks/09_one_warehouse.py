@@ -73,8 +73,7 @@ pd.set_option("display.precision", 4)
 budget = network_experiments.network_budget("one_warehouse", profile)
 # the graph network is 15-25 times slower per step than the vanilla one on a CPU (paper/benchmarks.md): it runs
 # in the `smoke` and `paper` profiles, not in `quick`
-graph = () if profile == "quick" else ("gnn",)
-methods = ("echelon_base_stock", "vanilla", "symmetry_aware") + graph
+methods = network_experiments.chapter_methods("one_warehouse", profile)
 bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("one_warehouse", n))
                        for n in budget.stores])
 bounds
@@ -145,9 +144,9 @@ ax.legend()
 # not change, and every run takes the same number of gradient steps: fewer scenarios are revisited more often).
 
 # %%
-data = network_experiments.run_network_grid("one_warehouse", profile, methods=("vanilla", "symmetry_aware") + graph,
-                                            stores=(5,) if 5 in budget.stores else budget.stores[:1],
-                                            data_sizes=True, workers=workers, force=force)
+data = network_experiments.run_network_grid(
+    "one_warehouse", profile, methods=network_experiments.chapter_methods("one_warehouse", profile, data_sizes=True),
+    stores=network_experiments.data_study_stores(profile), data_sizes=True, workers=workers, force=force)
 data_table = data.table.merge(bounds, on="n_stores").assign(gap_pct=lambda d: 100 * (d.test_cost / d.lower_bound - 1))
 efficiency = stats.interval_table(data_table, by=["method", "train_scenarios"], value="gap_pct")
 efficiency.pivot(index="train_scenarios", columns="method", values="gap_pct")

@@ -59,7 +59,7 @@ experiments.check_profile(profile)
 started = time.time()
 pd.set_option("display.precision", 4)
 budget = network_experiments.network_budget("transshipment", profile)
-methods = ("vanilla", "symmetry_aware") + (() if profile == "quick" else ("gnn",))  # the graph network: not in quick
+methods = network_experiments.chapter_methods("transshipment", profile)  # the graph network: not in quick
 bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("transshipment", n))
                        for n in budget.stores])
 bounds

@@ -56,7 +56,6 @@ data = None  # folder that holds favorita/; None: $HYBRIDRL_DATA, else ./data
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from hybridrl import experiments, favorita, realdata_experiments, reporting

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 from hybridrl.inventory import ClippedNormal, InventorySetting, Poisson, Store
 from hybridrl.policies import BaseStock

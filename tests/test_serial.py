@@ -2,7 +2,6 @@
 against simulation, across grid steps, and its input checks."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest

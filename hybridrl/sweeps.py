@@ -1,0 +1,277 @@
+"""Sweeps: the runs behind every chapter, on a laptop, one GPU box or a Ray cluster (the `paper` profile's scale).
+
+Every training run of the package is a call of a cached run function (``run_network``, ``run_lqr``,
+``run_one_store``, ...): it computes a record and stores it in the result cache under a key made of everything
+that determines it (:mod:`hybridrl.cache`), and a later call with the same arguments reads it back. The chapters'
+grid functions fan their runs out through one function, :func:`map_jobs`, so *where* the runs execute is a choice
+of **backend**, made in one place:
+
+* ``local`` (default) — a pool of spawned processes on this machine, one per core;
+* ``ray`` — one Ray task per run on a Ray cluster (``pip install "hybridrl[ray]"``): a local one that
+  :func:`map_jobs` starts itself, or an existing cluster named by ``address`` or Ray's own ``RAY_ADDRESS``. Each
+  task asks Ray for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs (a fraction packs several runs on one GPU);
+  Ray's scheduler places them. Runs with ``device="auto"`` then use the GPU Ray gave them.
+
+Records are the same whichever backend computed them (a test checks it), so the notebooks read what a sweep left
+in the cache exactly as if they had computed it, and compute only what is missing. The cache is a folder: on a
+cluster, put ``HYBRIDRL_ROOT`` (which holds ``build/cache``) on storage every node sees.
+
+The sweep runner
+----------------
+``python -m hybridrl.sweeps --profile paper --backend ray --gpus-per-run 0.25`` runs the grids of every chapter
+(:data:`CHAPTER_GRIDS`: the same grid calls the notebooks make) without executing the notebooks, e.g. on a cluster
+head node; ``make reproduce PROFILE=paper`` afterwards only reads the records and draws the tables. Setting
+``HYBRIDRL_BACKEND=ray`` (and ``HYBRIDRL_GPUS_PER_RUN``) sends the notebooks' own runs to Ray instead.
+Interrupting a sweep loses only the runs in flight: finished records are in the cache, and trainings that
+checkpoint resume from their last dev evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where :func:`map_jobs` runs jobs (module docstring)."""
+
+    name: str = "local"
+    workers: int | None = None
+    """Local processes (``None``: one per core; the grid functions may ask for fewer)."""
+    address: str | None = None
+    """Ray cluster address (``None``: ``RAY_ADDRESS`` if set, else a local Ray instance)."""
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.name!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers must be a positive integer or None, got {self.workers!r}")
+        for name in ("cpus_per_run", "gpus_per_run"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def _from_environment() -> Backend:
+    """``HYBRIDRL_BACKEND`` (local | ray), ``HYBRIDRL_GPUS_PER_RUN``, ``HYBRIDRL_CPUS_PER_RUN``."""
+    try:
+        return Backend(os.environ.get("HYBRIDRL_BACKEND", "local") or "local",
+                       cpus_per_run=float(os.environ.get("HYBRIDRL_CPUS_PER_RUN", "1")),
+                       gpus_per_run=float(os.environ.get("HYBRIDRL_GPUS_PER_RUN", "0")))
+    except ValueError as err:
+        raise ValueError(f"bad sweep settings in the environment: {err}") from err
+
+
+_current: Backend | None = None
+
+
+def current_backend() -> Backend:
+    """The backend in force: the one set by :func:`use_backend`, else the environment's, else ``local``."""
+    return _current if _current is not None else _from_environment()
+
+
+@contextlib.contextmanager
+def use_backend(backend: Backend | str) -> Iterator[Backend]:
+    """Run the grids inside the ``with`` block on ``backend``."""
+    global _current
+    backend = Backend(backend) if isinstance(backend, str) else backend
+    previous, _current = _current, backend
+    try:
+        yield backend
+    finally:
+        _current = previous
+
+
+def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: bool = True,
+             description: str = "") -> list:
+    """``[fn(job) for job in jobs]`` on the current backend, results in order. ``fn`` must be importable (a
+    module-level function) and ``jobs`` picklable. ``workers`` caps the local pool (the backend's own ``workers``
+    wins); Ray ignores it and schedules by resources."""
+    backend = current_backend()
+    started = time.time()
+    if backend.name == "ray" and jobs:
+        results = _map_ray(fn, jobs, backend, progress, description)
+        where = f"Ray, {backend.cpus_per_run:g} CPU and {backend.gpus_per_run:g} GPU per run"
+    else:
+        workers = backend.workers or workers or min(len(jobs), os.cpu_count() or 1) or 1
+        results = _map_local(fn, jobs, workers, progress, description)
+        where = f"{workers} workers"
+    if progress:
+        print(f"{description}: {len(jobs)} runs in {time.time() - started:.0f} s ({where})")
+    return results
+
+
+def _map_local(fn, jobs, workers: int, progress: bool, description: str) -> list:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
+                             mininterval=5))
+    return [fn(job) for job in tqdm(jobs, desc=description, disable=not progress, mininterval=5)]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError('the Ray backend needs Ray: pip install "hybridrl[ray]"') from err
+    return ray
+
+
+def _map_ray(fn, jobs, backend: Backend, progress: bool, description: str) -> list:
+    from tqdm.auto import tqdm
+
+    ray = _ray()
+    if not ray.is_initialized():
+        # a local instance unless an address is given (or RAY_ADDRESS is set, which ray.init reads itself); the
+        # workers import hybridrl from the same installation as this process
+        # (the package's settings travel with the tasks: where the cache is, where the data are)
+        settings = {k: v for k, v in os.environ.items() if k.startswith("HYBRIDRL_")}
+        ray.init(address=backend.address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {**settings, "HYBRIDRL_BACKEND": "local"}})
+    task = ray.remote(num_cpus=backend.cpus_per_run, num_gpus=backend.gpus_per_run, max_retries=1)(fn)
+    refs = [task.remote(job) for job in jobs]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list = [None] * len(refs)
+    pending = list(refs)
+    with tqdm(total=len(refs), desc=description, disable=not progress, mininterval=5) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                results[index[ref]] = ray.get(ref)  # re-raises a run's exception here, naming it
+                bar.update(1)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The chapters' grids
+# ----------------------------------------------------------------------------------------------------------------
+def _single_store(experiment: str, methods: tuple[str, ...]):
+    def run(profile: str, force: bool) -> None:
+        from . import experiments
+
+        seeds = experiments.budget(experiment, profile).seeds
+        jobs = [dict(experiment=experiment, method=m, profile=profile, seeds=(s,), device="auto", force=force,
+                     progress=False) for m in methods for s in seeds]
+        map_jobs(_run_grid_job, jobs, description=f"{experiment} ({profile})")
+    return run
+
+
+def _run_grid_job(job: dict):
+    from . import experiments
+
+    experiments.run_grid(**job)
+
+
+def _hpo(name: str):
+    def run(profile: str, force: bool) -> None:
+        from . import hpo_experiments as hx
+
+        grid = {"lqr": hx.run_lqr_grid, "jrp": hx.run_jrp_grid, "alignment": hx.run_alignment_grid}[name]
+        grid(profile, force=force)
+    return run
+
+
+def _network(setting: str, data_sizes: bool = False):
+    def run(profile: str, force: bool) -> None:
+        from . import network_experiments as nx
+
+        stores = nx.data_study_stores(profile) if data_sizes else None
+        nx.run_network_grid(setting, profile, methods=nx.chapter_methods(setting, profile, data_sizes=data_sizes),
+                            stores=stores, data_sizes=data_sizes, force=force)
+    return run
+
+
+def _reinforce(profile: str, force: bool) -> None:
+    from . import network_experiments as nx
+
+    nx.run_reinforce_grid(profile, force=force)
+
+
+def _real_data(profile: str, force: bool) -> None:
+    from . import favorita, realdata_experiments as rx
+
+    if not favorita.available():
+        print(f"real data: skipped, {favorita.HOW_TO_GET}")
+        return
+    rx.run_one_store_grid(profile, force=force)
+    rx.run_network_grid(profile, force=force)
+
+
+CHAPTER_GRIDS: dict[str, list[Callable[[str, bool], None]]] = {
+    "01_lost_sales": [_single_store("lost_sales", ("hdpo", "capped_base_stock"))],
+    "02_backlogged": [_single_store("backlogged", ("hdpo", "base_stock"))],
+    "05_switched_lqr": [_hpo("lqr")],
+    "06_joint_replenishment": [_hpo("jrp")],
+    "07_cross_term": [_hpo("alignment")],
+    "08_serial": [_network("serial")],
+    "09_one_warehouse": [_network("one_warehouse"), _network("one_warehouse", data_sizes=True)],
+    "10_transshipment": [_network("transshipment")],
+    "11_hdpo_vs_reinforce": [_reinforce],
+    "12_real_data": [_real_data],
+}
+"""The grid calls of each chapter that trains something (the notebooks make the same calls)."""
+
+
+def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, backend: Backend | str | None = None,
+              force: bool = False) -> list[str]:
+    """Run the grids of ``chapters`` (default: all of :data:`CHAPTER_GRIDS`) in ``profile`` on ``backend``; the
+    records land in the result cache. Returns the chapters run."""
+    from .experiments import check_profile
+
+    check_profile(profile)
+    chapters = list(chapters or CHAPTER_GRIDS)
+    unknown = [c for c in chapters if c not in CHAPTER_GRIDS]
+    if unknown:
+        raise ValueError(f"no grid for chapter(s) {unknown}; chapters with grids: {list(CHAPTER_GRIDS)}")
+    backend = current_backend() if backend is None else backend
+    with use_backend(backend):
+        for chapter in chapters:
+            started = time.time()
+            print(f"[sweep] {chapter} (profile {profile}) ...", flush=True)
+            for grid in CHAPTER_GRIDS[chapter]:
+                grid(profile, force)
+            print(f"[sweep] {chapter} done in {(time.time() - started) / 60:.1f} min", flush=True)
+    return chapters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hybridrl.sweeps", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="paper", help="smoke, quick or paper (default)")
+    parser.add_argument("--chapters", nargs="*", help=f"chapters to run (default: all of {list(CHAPTER_GRIDS)})")
+    parser.add_argument("--backend", default=None, choices=BACKENDS, help="local (default) or ray")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    parser.add_argument("--workers", type=int, default=None, help="local processes (default: one per core)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0)
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run (fractions share one)")
+    parser.add_argument("--force", action="store_true", help="recompute cached runs")
+    args = parser.parse_args(argv)
+    try:
+        backend = replace(current_backend(), **{k: v for k, v in dict(
+            name=args.backend, address=args.address, workers=args.workers).items() if v is not None},
+            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+        run_sweep(args.profile, args.chapters, backend=backend, force=args.force)
+    except ValueError as err:
+        parser.error(str(err))
+    return 0
+
+
+if __name__ == "__main__":
+    # run in the imported module, not in this `__main__` copy: the grid functions look up the backend there
+    from hybridrl.sweeps import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,92 @@
+"""Sweeps: one mechanism for where runs execute; the Ray backend gives the same records as the local one."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hybridrl import network_experiments, sweeps
+
+# everything a record holds except how long it took
+TIMING = ["run_seconds"]
+
+
+def test_backend_settings_are_checked():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sweeps.Backend("slurm")
+    with pytest.raises(ValueError, match="gpus_per_run"):
+        sweeps.Backend("ray", gpus_per_run=-1)
+    with pytest.raises(ValueError, match="workers"):
+        sweeps.Backend("local", workers=0)
+
+
+def test_the_environment_and_the_context_choose_the_backend(monkeypatch):
+    monkeypatch.setenv("HYBRIDRL_BACKEND", "ray")
+    monkeypatch.setenv("HYBRIDRL_GPUS_PER_RUN", "0.25")
+    assert sweeps.current_backend() == sweeps.Backend("ray", gpus_per_run=0.25)
+    with sweeps.use_backend("local"):
+        assert sweeps.current_backend().name == "local"
+    assert sweeps.current_backend().name == "ray"
+    monkeypatch.setenv("HYBRIDRL_GPUS_PER_RUN", "half")
+    with pytest.raises(ValueError, match="bad sweep settings"):
+        sweeps.current_backend()
+
+
+def test_unknown_chapters_are_named_before_anything_runs():
+    with pytest.raises(ValueError, match=r"no grid for chapter\(s\) \['13_nothing'\]"):
+        sweeps.run_sweep("smoke", ["13_nothing"])
+    with pytest.raises(SystemExit):
+        sweeps.main(["--profile", "huge"])
+
+
+def test_every_training_chapter_has_a_grid_and_the_grids_match_the_notebooks():
+    from hybridrl import paths
+
+    for chapter in sweeps.CHAPTER_GRIDS:
+        source = (paths.NOTEBOOKS / f"{chapter}.py").read_text()
+        assert "run_" in source, chapter  # the chapter exists and trains something
+    for stem in ("08_serial", "09_one_warehouse", "10_transshipment"):  # the methods come from one place
+        assert "network_experiments.chapter_methods(" in (paths.NOTEBOOKS / f"{stem}.py").read_text()
+
+
+def _serial_grid(root, monkeypatch, backend):
+    monkeypatch.setenv("HYBRIDRL_ROOT", str(root))  # the worker processes put their cache here
+    with sweeps.use_backend(backend):
+        return network_experiments.run_network_grid("serial", "smoke", seeds=(0, 1), methods=("vanilla",),
+                                                    workers=2, progress=False)
+
+
+@pytest.mark.notebook
+def test_ray_records_equal_local_records_and_notebooks_read_them(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason='the Ray backend needs Ray: pip install "hybridrl[ray]"')
+    local = _serial_grid(tmp_path / "local", monkeypatch, "local")
+    try:
+        remote = _serial_grid(tmp_path / "ray", monkeypatch, sweeps.Backend("ray"))
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(local.table.drop(columns=TIMING), remote.table.drop(columns=TIMING))
+    pd.testing.assert_frame_equal(local.history.drop(columns="seconds"), remote.history.drop(columns="seconds"))
+    records = sorted((tmp_path / "ray" / "build" / "cache" / "network" / "serial" / "vanilla").glob("*.json"))
+    assert len(records) == 2  # the Ray tasks wrote the ordinary cache
+    assert {json.loads(r.read_text())["result"]["seed"] for r in records} == {0, 1}
+    # a notebook run afterwards (local backend, same root) reads the sweep's records instead of training again
+    again = _serial_grid(tmp_path / "ray", monkeypatch, "local")
+    pd.testing.assert_frame_equal(again.table, remote.table)
+
+
+def test_the_command_line_sets_the_backend_of_every_grid(tmp_path):
+    """`python -m hybridrl.sweeps` runs its grids with the backend it was given (not the environment's default):
+    here one local worker, so every grid reports one worker."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), HYBRIDRL_BACKEND="local")
+    run = subprocess.run([sys.executable, "-m", "hybridrl.sweeps", "--profile", "smoke", "--chapters", "08_serial",
+                          "10_transshipment", "--backend", "local", "--workers", "1"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    reports = [line for line in run.stdout.splitlines() if " runs in " in line]
+    assert len(reports) == 2 and all(line.endswith("(1 workers)") for line in reports), reports
+    assert "[sweep] 10_transshipment done" in run.stdout
+    assert len(list((tmp_path / "build" / "cache" / "network" / "serial").rglob("*.json"))) == 4
