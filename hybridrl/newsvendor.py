@@ -119,9 +119,12 @@ class QuantileForecaster(nn.Module):
 
     def for_lead_time(self, quantiles: Tensor, lead_time: Tensor) -> Tensor:
         """Pick each row's head: ``quantiles [B, K, 19]``, ``lead_time [B]`` -> ``[B, 19]``."""
-        head = self.head_of_lead_time[lead_time]
-        if bool((head < 0).any()):
+        lookup = self.head_of_lead_time
+        # checked on the CPU only: on a GPU the check would make every simulated period wait for the device (an
+        # uncovered lead time then fails in an indexing assertion instead)
+        if not lookup.is_cuda and (bool((lead_time >= len(lookup)).any()) or bool((lookup[lead_time] < 0).any())):
             raise ValueError(f"the forecaster covers lead times {self.lead_times}, got {lead_time.unique().tolist()}")
+        head = lookup[lead_time]
         return quantiles.gather(1, head.view(-1, 1, 1).expand(-1, 1, quantiles.shape[-1])).squeeze(1)
 
     def observe(self, obs: Observation) -> Tensor:
@@ -337,8 +340,8 @@ class JustInTime(nn.Module):
         if obs.inventory.shape[:2] != (n, s):
             raise ValueError(f"JustInTime was given the demand of {n} scenarios x {s} stores, but is run on "
                              f"{tuple(obs.inventory.shape[:2])}: evaluate it on those scenarios in one batch")
-        arrival = obs.period + obs.lead_time
-        padded = F.pad(self.future_demand, (0, int(obs.lead_time.max()) + 1))
+        arrival = obs.period + obs.lead_time  # lead times are at most the inventory slots: no host sync here
+        padded = F.pad(self.future_demand, (0, obs.inventory.shape[-1] + 1))
         order = padded.gather(-1, arrival.unsqueeze(-1)).squeeze(-1)
         return torch.where(arrival < periods, order, torch.zeros_like(order))
 
