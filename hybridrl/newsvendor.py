@@ -200,7 +200,11 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
     best, best_state, best_epoch, rows = math.inf, copy.deepcopy(model.state_dict()), 0, []
     epochs_iter = range(1, epochs + 1)
     if progress:
-        from tqdm.auto import tqdm
+        import warnings
+
+        with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
+            warnings.simplefilter("ignore")
+            from tqdm.auto import tqdm
 
         epochs_iter = tqdm(epochs_iter, desc="quantile forecaster", leave=False)
     for epoch in epochs_iter:

@@ -237,11 +237,12 @@ class RealDataResult(GridResult):
 def run_one_store_grid(profile: str = "quick", *, data=None, methods=ONE_STORE_METHODS, workers: int | None = None,
                        force: bool = False, progress: bool = True) -> RealDataResult:
     """Every method (trained ones with every seed of the profile), in parallel over ``workers`` processes. The
-    forecaster is fitted first, in this process, so the workers only load it."""
+    forecaster is fitted first if it is not cached, in this process, so the workers only load it; ``force``
+    recomputes the runs, not the forecaster (``forecaster(..., force=True)`` does that)."""
     data = data if isinstance(data, favorita.FavoritaData) else favorita.load_favorita(data)
     for m in methods:
         check_choice("method", m, ONE_STORE_METHODS)
-    forecaster(data, profile, force=force, progress=progress)
+    forecaster(data, profile, progress=progress)
     seeds = budget(profile).seeds
     jobs = [dict(method=m, seed=s, profile=profile, data=data, force=force)
             for m in methods for s in (seeds if m in TRAINED else (0,))]

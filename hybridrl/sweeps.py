@@ -111,11 +111,20 @@ def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: 
     return results
 
 
+def _tqdm():
+    import warnings
+
+    with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    return tqdm
+
+
 def _map_local(fn, jobs, workers: int, progress: bool, description: str) -> list:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from tqdm.auto import tqdm
+    tqdm = _tqdm()
 
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -133,8 +142,7 @@ def _ray():
 
 
 def _map_ray(fn, jobs, backend: Backend, progress: bool, description: str) -> list:
-    from tqdm.auto import tqdm
-
+    tqdm = _tqdm()
     ray = _ray()
     if not ray.is_initialized():
         # a local instance unless an address is given (or RAY_ADDRESS is set, which ray.init reads itself); the
@@ -208,6 +216,7 @@ def _real_data(profile: str, force: bool) -> None:
     if not favorita.available():
         print(f"real data: skipped, {favorita.HOW_TO_GET}")
         return
+    rx.forecaster(favorita.load_favorita(), profile, force=force)  # the newsvendors' forecaster first
     rx.run_one_store_grid(profile, force=force)
     rx.run_network_grid(profile, force=force)
 
