@@ -161,9 +161,10 @@ margins[["setting", "method", "against", "margin_pts", "margin_low", "margin_hig
 # products), +1.9 [1.7, 2.1] over the transformed newsvendor, +17.3 [16.4, 18.2] over the critical fractile. So the
 # direction of the paper's claim holds, but against the newsvendors whose quantile is itself fitted through the
 # simulator the margin is about one point: "significantly" in the statistical sense, modest in size. Two things
-# the table makes plain: the critical fractile $p/(p+h) \approx 0.9$ is far too high here (holding costs recur
-# every week a unit stays unsold, so the one-period newsvendor's logic over-orders), and letting it send stock
-# back (returns NV, non-admissible) barely helps, because what hurts is over-ordering before demand is seen. The
+# the table makes plain: the critical fractile $p/(p+h) \approx 0.9$ is far too high here — the fitted quantile
+# is near 0.57 — presumably because a unit left over is charged $h$ again every week until it sells, which the
+# one-period trade-off behind the critical fractile ignores; and letting it send stock back (returns NV,
+# non-admissible) barely helps, so what hurts is over-ordering before demand is seen, not holding on to it. The
 # HDPO networks were still improving when the `quick` budget (200 passes) ended.
 #
 # Per-product distributions: each product's test profit as a share of what the oracle makes on it.
