@@ -1,0 +1,126 @@
+"""The same numbers on a GPU as on the CPU, and no host synchronisation inside the per-period loop.
+
+These run only where CUDA is available (or where ``HYBRIDRL_TEST_DEVICE`` names another device, e.g. ``cpu`` to
+exercise the tests themselves); elsewhere they are skipped. Tolerances: the CPU and the GPU sum in different
+orders, so float32 results agree to about 1e-5 relatively per period; over a rollout of 50-100 periods we
+allow 1e-4 relative on mean costs, and 1e-3 after a few training steps (the parameters drift apart slightly).
+"""
+
+import os
+import warnings
+
+import pytest
+import torch
+
+from hybridrl import favorita, inventory, networks, newsvendor
+from hybridrl.experiments import lost_sales_grid
+from hybridrl.network_policies import GraphNetwork, NetworkMLP, SymmetryAware
+from hybridrl.policies import VanillaMLP
+from hybridrl.scenarios import Protocol, make_splits
+from hybridrl.train import TrainConfig, evaluate, fit
+
+TARGET = os.environ.get("HYBRIDRL_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
+pytestmark = pytest.mark.skipif(TARGET is None, reason="no CUDA device (set HYBRIDRL_TEST_DEVICE to force one)")
+ROLLOUT_RTOL = 1e-4
+TRAINED_RTOL = 1e-3
+
+PROTOCOL = Protocol(n_train=512, n_dev=256, n_test=256, train_periods=50, dev_periods=100, dev_warmup=50,
+                    test_periods=200, test_warmup=100)
+
+
+def close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:
+    return bool(torch.allclose(a.double().cpu(), b.double().cpu(), rtol=rtol, atol=rtol * float(b.abs().mean())))
+
+
+def test_single_store_rollout_and_training_match_the_cpu():
+    setting = lost_sales_grid((2, 4), (9,))
+    splits = make_splits(setting, PROTOCOL)
+    policy = VanillaMLP(setting.n_slots, members=setting.n_stores, init_seeds=[3, 4])
+    on_cpu = evaluate(policy, splits.test, 100)
+    on_target = evaluate(policy.to(TARGET), splits.test, 100, device=TARGET)
+    assert close(on_target, on_cpu, ROLLOUT_RTOL)
+    config = dict(epochs=3, batch_size=128, lr=3e-3, dev_every=1, progress=False)
+    a = fit(VanillaMLP(setting.n_slots, members=2, init_seeds=[3, 4]), splits.train, splits.dev,
+            TrainConfig(**config), dev_warmup=50)
+    b = fit(VanillaMLP(setting.n_slots, members=2, init_seeds=[3, 4]), splits.train, splits.dev,
+            TrainConfig(device=TARGET, **config), dev_warmup=50)
+    assert close(torch.tensor(b.best_dev), torch.tensor(a.best_dev), TRAINED_RTOL)
+
+
+@pytest.mark.parametrize("make", [NetworkMLP, SymmetryAware, GraphNetwork], ids=lambda m: m.__name__)
+def test_network_rollouts_match_the_cpu(make):
+    network = networks.one_warehouse_network(5)
+    splits = networks.make_network_splits(network, PROTOCOL)
+    policy = make(network)
+    on_cpu = evaluate(policy, splits.test, 100)
+    on_target = evaluate(policy.to(TARGET), splits.test, 100, device=TARGET)
+    assert close(on_target, on_cpu, ROLLOUT_RTOL)
+
+
+def test_hybrid_training_runs_and_greedy_evaluation_matches_the_cpu():
+    from dataclasses import replace
+
+    from hybridrl.hpo import HybridConfig, evaluate_hybrid, train_hybrid
+    from hybridrl.jrp import JointReplenishment, sample_jrp_splits
+
+    problem = JointReplenishment(5, horizon=40, warmup=10)
+    data = sample_jrp_splits(problem, 64, 32, 32)
+    for method in ("hpo_full", "hpo_decentralized", "ppo", "gumbel_st"):
+        config = HybridConfig(method=method, updates=2, batch_size=32, hidden=(32,), value_hidden=(32,),
+                              dev_every=1, device=TARGET)
+        result = train_hybrid(problem, data.train, data.dev, config)
+        policy = result.policy
+        on_target = evaluate_hybrid(policy, problem, data.test)
+        on_cpu = evaluate_hybrid(policy.to("cpu"), problem, data.test)
+        assert close(on_target, on_cpu, ROLLOUT_RTOL), method
+        assert replace(config, device="cpu")  # the same config runs on the CPU
+
+
+def test_real_data_policies_match_the_cpu(tmp_path):
+    shared = os.environ.get("HYBRIDRL_DATA")
+    if not favorita.available(shared):
+        pytest.skip("Favorita data not found (HYBRIDRL_DATA)")
+    test = favorita.one_store_splits(favorita.load_favorita(shared), n_series=300).test
+    model = newsvendor.QuantileForecaster(init_seed=1)
+    for policy in (newsvendor.DataDrivenPolicy(favorita.N_SLOTS, init_seed=2),
+                   newsvendor.make_newsvendor("transformed_nv", model),
+                   newsvendor.make_newsvendor("returns_nv", model)):
+        on_cpu = evaluate(policy, test, favorita.WARMUP)
+        on_target = evaluate(policy.to(TARGET), test, favorita.WARMUP, device=TARGET)
+        assert close(on_target, on_cpu, ROLLOUT_RTOL), type(policy).__name__
+    oracle = newsvendor.JustInTime(test.demand)
+    on_cpu = evaluate(oracle, test, favorita.WARMUP, batch_size=test.n)
+    on_target = evaluate(oracle.to(TARGET), test, favorita.WARMUP, batch_size=test.n, device=TARGET)
+    assert close(on_target, on_cpu, ROLLOUT_RTOL)
+
+
+@pytest.mark.skipif(not str(TARGET).startswith("cuda"), reason="host synchronisation is a CUDA notion")
+def test_no_host_synchronisation_inside_the_period_loop():
+    """Run periods of the single-store and the network simulators, with their policies, under CUDA's sync
+    debug mode: any operation that makes the host wait for the device warns."""
+    setting = lost_sales_grid((4,), (9,))
+    scenarios = make_splits(setting, PROTOCOL).train.to(TARGET)
+    policy = VanillaMLP(setting.n_slots).to(TARGET)
+    slots = inventory.arrival_slots(scenarios.lead_time, setting.n_slots)
+    network = networks.one_warehouse_network(5)
+    net_scenarios = networks.make_network_splits(network, PROTOCOL).train.to(TARGET)
+    net_policy = NetworkMLP(network).to(TARGET)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            state = scenarios.initial_inventory
+            for t in range(5):
+                _, result = inventory._period(policy, state, scenarios.demand[..., t], slots, scenarios.underage_cost,
+                                              scenarios.holding_cost, scenarios.lead_time, scenarios.mean_demand, t,
+                                              True, False, False)
+                state = result.inventory
+            state = net_scenarios.initial_inventory
+            for t in range(5):
+                requests = net_policy(networks.NetworkObservation(state, network, t))
+                state = networks.network_step(network, state, requests, net_scenarios.demand[..., t]).inventory
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    assert not syncs, syncs[:3]
