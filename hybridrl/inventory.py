@@ -416,19 +416,16 @@ def rollout(
     allow_returns = bool(getattr(policy, "sends_returns", False))
     inventory = scenarios.initial_inventory
     slots = arrival_slots(scenarios.lead_time, inventory.shape[-1], inventory.dtype)
-    history = getattr(scenarios, "demand_history", None)
-    calendar = getattr(scenarios, "calendar", None)
-    if history is not None:  # demands of periods -H..T-1; period t sees entries t..t+H-1 (periods t-H..t-1)
-        known = torch.cat([history, scenarios.demand], dim=-1)
-        window = history.shape[-1]
+    from .scenarios import observed_past  # (scenarios imports this module)
+
+    past, calendar = observed_past(scenarios), getattr(scenarios, "calendar", None)
     costs, records = [], []
     min_order = None
     for t in range(periods):
         order, result = one_period(
             policy, inventory, scenarios.demand[..., t], slots, scenarios.underage_cost, scenarios.holding_cost,
             scenarios.lead_time, scenarios.mean_demand, t, setting.lost_sales, setting.objective == "profit",
-            round_orders, None if history is None else known[..., t : t + window],
-            None if calendar is None else calendar[:, t], allow_returns,
+            round_orders, past(t), None if calendar is None else calendar[:, t], allow_returns,
         )
         min_order = order.detach() if min_order is None else torch.minimum(min_order, order.detach())
         costs.append(result.cost)

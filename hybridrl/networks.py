@@ -68,6 +68,7 @@ from torch import Tensor
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive
 from .inventory import OBJECTIVES, Trajectory, UNMET_DEMAND
+from .scenarios import check_history_and_calendar, observed_past
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -351,13 +352,7 @@ class NetworkScenarios:
             raise ValueError(f"initial_inventory must be {expected}, got {tuple(self.initial_inventory.shape)}")
         if not torch.isfinite(self.demand).all():
             raise ValueError("demand contains NaN or infinite values")
-        history = self.demand_history
-        if history is not None and (history.dim() != 3 or tuple(history.shape[:2]) != (n, s) or history.shape[2] < 1
-                                    or not torch.isfinite(history).all()):
-            raise ValueError(f"demand_history must be a finite [N, S, H] = [{n}, {s}, H ≥ 1] tensor, "
-                             f"got shape {tuple(history.shape)}")
-        if self.calendar is not None and (self.calendar.dim() != 3 or tuple(self.calendar.shape[:2]) != (n, t)):
-            raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {t}, F], got {tuple(self.calendar.shape)}")
+        check_history_and_calendar(self.demand, self.demand_history, self.calendar)
         mean = self.mean_demand
         if mean is not None and (tuple(mean.shape) != (n, s) or not torch.isfinite(mean).all()
                                  or bool((mean <= 0).any())):
@@ -572,14 +567,11 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     inventory = scenarios.initial_inventory
     stores = network.tensor("store_index").to(inventory.device)
     is_store = network.tensor("is_store").to(inventory.device)
-    history, calendar, mean = (getattr(scenarios, name, None) for name in ("demand_history", "calendar", "mean_demand"))
-    if history is not None:  # demands of periods -H..T-1; period t sees entries t..t+H-1 (periods t-H..t-1)
-        known = torch.cat([history, scenarios.demand], dim=-1)
-        window = history.shape[-1]
+    past = observed_past(scenarios)
+    calendar, mean = getattr(scenarios, "calendar", None), getattr(scenarios, "mean_demand", None)
     costs, records, lowest = [], [], None
     for t in range(periods):
-        requests = policy(NetworkObservation(inventory, network, t,
-                                             None if history is None else known[..., t:t + window],
+        requests = policy(NetworkObservation(inventory, network, t, past(t),
                                              None if calendar is None else calendar[:, t], mean))
         if round_orders:
             requests = torch.round(requests)

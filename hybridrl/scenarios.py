@@ -44,6 +44,30 @@ class Seeds:
             check_int(f"seeds.{f.name}", getattr(self, f.name), minimum=0)
 
 
+def check_history_and_calendar(demand: Tensor, history: Tensor | None, calendar: Tensor | None) -> None:
+    """Shapes of the optional real-data fields beside ``demand [N, S, T]`` (single stores and networks alike):
+    ``history [N, S, H ≥ 1]``, finite, and ``calendar [N, T, F]``."""
+    n, s, t = demand.shape
+    if history is not None and (history.dim() != 3 or tuple(history.shape[:2]) != (n, s) or history.shape[2] < 1
+                                or not torch.isfinite(history).all()):
+        raise ValueError(f"demand_history must be a finite [N, S, H] = [{n}, {s}, H ≥ 1] tensor, "
+                         f"got shape {tuple(history.shape)}")
+    if calendar is not None and (calendar.dim() != 3 or tuple(calendar.shape[:2]) != (n, t)):
+        raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {t}, F], got {tuple(calendar.shape)}")
+
+
+def observed_past(scenarios):
+    """``past(t)``: what a policy may see of the demand in period ``t`` — the ``H`` demands of periods
+    ``t − H .. t − 1`` ``[N, S, H]`` (from the history, then the simulated periods), or ``None`` when the
+    scenarios have no history. Never the demand of period ``t`` or later."""
+    history = getattr(scenarios, "demand_history", None)
+    if history is None:
+        return lambda t: None
+    known = torch.cat([history, scenarios.demand], dim=-1)  # periods -H .. T-1
+    window = history.shape[-1]
+    return lambda t: known[..., t : t + window]
+
+
 @dataclass
 class Scenarios:
     """A batch of ``N`` scenarios for a setting with ``S`` stores, ``n`` slots and ``T`` periods."""
@@ -74,17 +98,7 @@ class Scenarios:
             )
         if not torch.isfinite(self.demand).all():
             raise ValueError("demand contains NaN or infinite values")
-        if self.demand_history is not None and (
-            self.demand_history.dim() != 3 or tuple(self.demand_history.shape[:2]) != (n, s)
-            or not torch.isfinite(self.demand_history).all()
-        ):
-            raise ValueError(f"demand_history must be a finite [N, S, H] = [{n}, {s}, H] tensor, "
-                             f"got shape {tuple(self.demand_history.shape)}")
-        if self.calendar is not None and (
-            self.calendar.dim() != 3 or tuple(self.calendar.shape[:2]) != (n, self.demand.shape[2])
-        ):
-            raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {self.demand.shape[2]}, F], "
-                             f"got {tuple(self.calendar.shape)}")
+        check_history_and_calendar(self.demand, self.demand_history, self.calendar)
         if self.lead_time.dtype != torch.int64 or bool((self.lead_time < 0).any()) or bool(
             (self.lead_time > self.setting.n_slots).any()
         ):
