@@ -189,9 +189,9 @@ def _chunks(path: Path, chunksize: int, progress: bool) -> Iterator[pd.DataFrame
     )
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
-        bar = tqdm(desc=path.name, unit=" rows", unit_scale=True, mininterval=2.0)
+        bar = progress_bar(desc=path.name, unit=" rows", unit_scale=True, mininterval=2.0)
     try:
         with reader:
             for chunk in reader:

@@ -272,9 +272,9 @@ def train_hybrid(
     started = time.time()
     iterator = range(1, config.updates + 1)
     if progress:
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
-        iterator = tqdm(iterator, desc=description or config.method, mininterval=5)
+        iterator = progress_bar(iterator, desc=description or config.method, mininterval=5)
     train_costs = []
     for update in iterator:
         k = (update - 1) % batches_per_pass

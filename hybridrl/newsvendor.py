@@ -200,13 +200,9 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
     best, best_state, best_epoch, rows = math.inf, copy.deepcopy(model.state_dict()), 0, []
     epochs_iter = range(1, epochs + 1)
     if progress:
-        import warnings
+        from ._progress import progress_bar
 
-        with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
-            warnings.simplefilter("ignore")
-            from tqdm.auto import tqdm
-
-        epochs_iter = tqdm(epochs_iter, desc="quantile forecaster", leave=False)
+        epochs_iter = progress_bar(epochs_iter, desc="quantile forecaster", leave=False)
     for epoch in epochs_iter:
         order = torch.randperm(n, generator=shuffle)
         total = 0.0

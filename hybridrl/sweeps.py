@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from ._progress import progress_bar
+
 BACKENDS = ("local", "ray")
 
 
@@ -111,26 +113,15 @@ def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: 
     return results
 
 
-def _tqdm():
-    import warnings
-
-    with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-    return tqdm
-
-
 def _map_local(fn, jobs, workers: int, progress: bool, description: str) -> list:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    tqdm = _tqdm()
-
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
+            return list(progress_bar(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
                              mininterval=5))
-    return [fn(job) for job in tqdm(jobs, desc=description, disable=not progress, mininterval=5)]
+    return [fn(job) for job in progress_bar(jobs, desc=description, disable=not progress, mininterval=5)]
 
 
 def _ray():
@@ -142,7 +133,6 @@ def _ray():
 
 
 def _map_ray(fn, jobs, backend: Backend, progress: bool, description: str) -> list:
-    tqdm = _tqdm()
     ray = _ray()
     if not ray.is_initialized():
         # a local instance unless an address is given (or RAY_ADDRESS is set, which ray.init reads itself); the
@@ -156,7 +146,7 @@ def _map_ray(fn, jobs, backend: Backend, progress: bool, description: str) -> li
     index = {ref: i for i, ref in enumerate(refs)}
     results: list = [None] * len(refs)
     pending = list(refs)
-    with tqdm(total=len(refs), desc=description, disable=not progress, mininterval=5) as bar:
+    with progress_bar(total=len(refs), desc=description, disable=not progress, mininterval=5) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:

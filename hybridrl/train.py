@@ -256,13 +256,9 @@ def fit(
 
     bar = None
     if config.progress:
-        import warnings
+        from ._progress import progress_bar
 
-        with warnings.catch_warnings():  # tqdm.auto warns when Jupyter lacks ipywidgets; it then prints text bars
-            warnings.simplefilter("ignore")
-            from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.epochs, initial=start_epoch, desc=description, leave=False, mininterval=5.0)
+        bar = progress_bar(total=config.epochs, initial=start_epoch, desc=description, leave=False, mininterval=5.0)
 
     stopped, epoch = "epochs", start_epoch
     clock = time.perf_counter() - elapsed
