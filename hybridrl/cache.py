@@ -47,6 +47,10 @@ def cached(
     return result
 
 
-def checkpoint_path(namespace: str, description: dict, directory: Path | None = None) -> Path:
-    """Where a long computation for ``description`` keeps its resumable training state."""
-    return (directory or paths.CACHE) / namespace / f"{key_of(description)}.ckpt"
+def checkpoint_path(namespace: str, description: dict, directory: Path | None = None, *, fresh: bool = False) -> Path:
+    """Where a long computation for ``description`` keeps its resumable training state; ``fresh`` deletes any
+    state left there, so the computation starts from scratch instead of resuming (what ``force`` means)."""
+    path = (directory or paths.CACHE) / namespace / f"{key_of(description)}.ckpt"
+    if fresh:
+        path.unlink(missing_ok=True)
+    return path

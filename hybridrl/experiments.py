@@ -270,9 +270,7 @@ def _run_seed(experiment, method, profile, b, grid, seed, device, force, progres
             config={k: v for k, v in asdict(config).items() if k not in ("device", "progress")},
         )
         namespace = f"single_store/{experiment}/{method}"
-        ckpt = checkpoint_path(namespace, description)
-        if force:
-            ckpt.unlink(missing_ok=True)  # recompute from scratch: do not resume an interrupted run either
+        ckpt = checkpoint_path(namespace, description, fresh=force)  # force: do not resume an interrupted run
 
         def compute(setting=setting, ckpt=ckpt):
             return _run(experiment, setting, method, b.protocol, config, seed, ckpt)

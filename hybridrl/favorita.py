@@ -274,16 +274,22 @@ def training_mean(series: np.ndarray, window: Window = TRAIN) -> np.ndarray:
     return np.maximum(series[:, window.start:window.end].mean(axis=1), 1.0)
 
 
+def first(values: np.ndarray, n: int | None, name: str, what: str) -> np.ndarray:
+    """The first ``n`` rows (``what``: series, items) of ``values`` (``None``: all), checked: the smoke profile
+    uses a slice of the data."""
+    if n is None:
+        return values
+    check_int(name, n, minimum=1)
+    if n > values.shape[0]:
+        raise ValueError(f"{name}={n} exceeds the {values.shape[0]} {what} of the data")
+    return values[:n]
+
+
 def one_store_splits(data: FavoritaData, *, n_series: int | None = None, train: Window = TRAIN, dev: Window = DEV,
                      test: Window = TEST, calendar_columns=("days_from_christmas",)) -> Splits:
     """Train / dev / test scenarios of the one-store experiment (module docstring); ``n_series`` keeps the first
     series (the smoke profile uses a slice)."""
-    series = data.series()
-    if n_series is not None:
-        check_int("n_series", n_series, minimum=1)
-        if n_series > series.shape[0]:
-            raise ValueError(f"n_series={n_series} exceeds the {series.shape[0]} series of the data")
-        series = series[:n_series]
+    series = first(data.series(), n_series, "n_series", "series")
     if not train.end <= test.start:
         raise ValueError(f"the training window {train} overlaps the test window {test}")
     margin, lead = series_parameters(series.shape[0])

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from ._config import check_int
-from .favorita import DEV, TEST, TRAIN, FavoritaData, Window, training_mean
+from .favorita import DEV, TEST, TRAIN, FavoritaData, Window, first, training_mean
 from .networks import Edge, Location, Network, NetworkScenarios
 from .scenarios import Splits
 
@@ -115,13 +115,7 @@ def real_data_network(seed: int = 0, *, store_means: Sequence[float] | None = No
 
 
 def _items(data: FavoritaData, n_items: int | None) -> np.ndarray:
-    demand = data.demand()
-    if n_items is not None:
-        check_int("n_items", n_items, minimum=1)
-        if n_items > demand.shape[0]:
-            raise ValueError(f"n_items={n_items} exceeds the {demand.shape[0]} items of the data")
-        demand = demand[:n_items]
-    return demand
+    return first(data.demand(), n_items, "n_items", "items")
 
 
 def item_means(demand: np.ndarray, train: Window = TRAIN) -> np.ndarray:

@@ -163,14 +163,6 @@ def make_one_store_policy(method: str, model: newsvendor.QuantileForecaster | No
     return newsvendor.make_newsvendor(method, model, init_seed=seed)
 
 
-def _checkpoint(namespace: str, description: dict, force: bool):
-    """Where a training keeps its resumable state; ``force`` deletes it, so the run starts from scratch."""
-    path = checkpoint_path(namespace, description)
-    if force:
-        path.unlink(missing_ok=True)
-    return path
-
-
 def _train_and_test(policy, splits, config: TrainConfig | None, checkpoint, *, method: str, seed: int | None):
     """Fit ``policy`` by HDPO on the training window, selecting on dev (unless ``config`` is None: nothing to
     train), then test it: ``(record, policy)``. Test profits are per week after the warm-up, per scenario (mean
@@ -213,7 +205,7 @@ def run_one_store(method: str, seed: int = 0, profile: str = "quick", *, data=No
         splits = favorita.one_store_splits(data, n_series=b.n_series)
         model = forecaster(data, profile, progress=False)[0] if uses_forecaster else None
         policy = make_one_store_policy(method, model, seed, test_demand=splits.test.demand)
-        record, policy = _train_and_test(policy, splits, config, _checkpoint("real_data/one_store", description, force),
+        record, policy = _train_and_test(policy, splits, config, checkpoint_path("real_data/one_store", description, fresh=force),
                                          method=method, seed=seed if trained else None)
         if method == "fixed_quantile":
             record["quantile"] = float(torch.sigmoid(policy.level.logit).item())
@@ -316,7 +308,7 @@ def run_network(method: str, seed: int = 0, profile: str = "quick", *, data=None
         torch.set_num_threads(1)
         splits = network_splits(data, network, n_items=b.network_items)
         policy = make_network_policy(method, network, seed, test_demand=splits.test.demand)
-        return _train_and_test(policy, splits, config, _checkpoint("real_data/network", description, force),
+        return _train_and_test(policy, splits, config, checkpoint_path("real_data/network", description, fresh=force),
                                method=method, seed=seed if method == "hdpo" else None)[0]
 
     return cached(f"real_data/network/{method}", description, compute, force=force)
