@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_positive
+from ._device import on_device
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -83,8 +84,9 @@ class SubRanges:
         """
         if z.shape[-2] != self.n_choices:
             raise ValueError(f"expected {self.n_choices} sub-ranges in dimension -2 of z, got shape {tuple(z.shape)}")
-        lo = z.new_tensor(self.thresholds[:-1])[:, None]
-        hi = z.new_tensor(self.thresholds[1:])[:, None]
+        edges = torch.tensor(self.thresholds, dtype=torch.float64)
+        lo = on_device(self, "low", edges[:-1, None], z)
+        hi = on_device(self, "high", edges[1:, None], z)
         bounded = torch.isfinite(hi)
         width = torch.where(bounded, hi - lo, torch.zeros_like(hi))
         return torch.where(bounded, lo + width * torch.sigmoid(z), lo + scale * F.softplus(z))

@@ -347,6 +347,7 @@ class Trajectory:
     location_cost: Tensor | None = None  # [B, N, T], networks only (hybridrl.networks)
     log_prob: Tensor | None = None  # [B, S, T] (networks: [B, 1, T]), log π(a_t | s_t) of a stochastic policy
     value: Tensor | None = None  # like log_prob: its learned baseline V(s_t) (hybridrl.reinforce)
+    lowest_order: Tensor | None = None  # the smallest order (networks: request) placed, a 0-d tensor, detached
 
     def hindsight_cost(self, warmup: int = 0) -> Tensor:
         """C(θ; ξ) per scenario and store, averaged over the periods ``t >= warmup``: ``[B, S]``."""
@@ -364,6 +365,12 @@ def _period(policy, inventory, demand, slots, underage, holding, lead_time, mean
         inventory = torch.cat([(inventory[..., 0] - sent_back).unsqueeze(-1), inventory[..., 1:]], dim=-1)
         order = torch.relu(order)
     return order, step(inventory, order, demand, slots, underage, holding, lost_sales=lost_sales, profit=profit)
+
+
+def check_lowest_order(lowest: Tensor, what: str = "placed a negative order", name: str = "orders") -> None:
+    """Raise if the smallest order of a rollout is negative (one look at the device, after the rollout)."""
+    if bool(lowest < 0):
+        raise ValueError(f"the policy {what} ({float(lowest):.4g}); {name} must be >= 0")
 
 
 _compiled_period = None
@@ -385,12 +392,15 @@ def rollout(
     round_orders: bool = False,
     record: bool = False,
     compile: bool = False,
+    check_orders: bool = True,
 ) -> Trajectory:
     """Roll ``policy`` out on a batch of scenarios for ``periods`` periods (default: all the scenarios have).
 
     The rollout is differentiable in the policy parameters unless it runs under ``torch.no_grad()``. With
     ``round_orders`` (test time, integer demand) orders are rounded to the nearest integer. Orders must be
-    non-negative: the check happens once, after the rollout, so the loop never waits for the device. With
+    non-negative: the check happens once, after the rollout, so the loop never waits for the device
+    (``check_orders=False`` leaves it to the caller, with ``Trajectory.lowest_order``: a rollout captured in a
+    CUDA graph cannot look at its results). With
     ``compile=True`` each period (policy and simulator) runs as one ``torch.compile``d unit: the same numbers
     up to floating-point rounding, faster once compiled (the first call compiles, for some seconds).
 
@@ -407,7 +417,8 @@ def rollout(
     if getattr(scenarios, "is_network", False):  # the same loop for a supply network (hybridrl.networks)
         from .networks import network_rollout
 
-        return network_rollout(policy, scenarios, periods, round_orders=round_orders, record=record, compile=compile)
+        return network_rollout(policy, scenarios, periods, round_orders=round_orders, record=record, compile=compile,
+                               check_orders=check_orders)
     setting = scenarios.setting
     periods = scenarios.periods if periods is None else periods
     if periods > scenarios.periods:
@@ -432,9 +443,10 @@ def rollout(
         if record:
             records.append((inventory, order, result.sales, result.lost))
         inventory = result.inventory
-    if not allow_returns and min_order is not None and bool(min_order.amin() < 0):
-        raise ValueError(f"the policy placed a negative order ({float(min_order.amin()):.4g}); orders must be >= 0")
-    trajectory = Trajectory(cost=torch.stack(costs, dim=-1))
+    lowest = None if min_order is None else min_order.amin()
+    if check_orders and not allow_returns and lowest is not None:
+        check_lowest_order(lowest)
+    trajectory = Trajectory(cost=torch.stack(costs, dim=-1), lowest_order=None if allow_returns else lowest)
     recorded = policy.pop_record() if hasattr(policy, "pop_record") else None  # hybridrl.reinforce
     if recorded is not None:
         trajectory.log_prob, trajectory.value = recorded

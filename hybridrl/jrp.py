@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ._config import check_int, check_nonnegative, check_positive
+from ._device import on_device
 from .hybrid import Episode, SubRanges
 from .inventory import arrival_slots, step
 
@@ -93,7 +94,11 @@ class JointReplenishment:
 
     @property
     def sub_ranges(self) -> SubRanges:
-        return SubRanges((0.0, 0.0, math.inf), values=(0.0, self.joint_fixed_cost))
+        """Choice 0 orders nothing, choice 1 any positive amount (one object per instance)."""
+        if "_sub_ranges" not in self.__dict__:
+            ranges = SubRanges((0.0, 0.0, math.inf), values=(0.0, self.joint_fixed_cost))
+            object.__setattr__(self, "_sub_ranges", ranges)
+        return self.__dict__["_sub_ranges"]
 
     n_choices = 2
 
@@ -107,7 +112,7 @@ class JointReplenishment:
 
     def action_map(self, z: Tensor) -> Tensor:
         """Pre-activations ``[B, 2, n]`` -> orders in each choice's sub-range, in units of the mean demand."""
-        return self.sub_ranges.map(z, scale=self.mean.to(z))
+        return self.sub_ranges.map(z, scale=on_device(self, "mean", self.mean, z))
 
     # ---- simulation ----------------------------------------------------------------------------------------------
     def sample(self, batch: int, generator: torch.Generator) -> Episode:
@@ -120,11 +125,11 @@ class JointReplenishment:
         return Episode(state=state, noise=demand)
 
     def observe(self, state: Tensor, period: int, episode: Episode) -> Tensor:
-        mean = self.mean.to(state)
+        mean = on_device(self, "mean", self.mean, state)
         per_item = torch.cat([
             state / mean[:, None],
-            self.underage_cost.to(state).expand(state.shape[0], -1)[..., None] / 10,
-            self.holding_cost.to(state).expand(state.shape[0], -1)[..., None],
+            on_device(self, "underage_cost", self.underage_cost, state).expand(state.shape[0], -1)[..., None] / 10,
+            on_device(self, "holding_cost", self.holding_cost, state).expand(state.shape[0], -1)[..., None],
             (mean / 10).expand(state.shape[0], -1)[..., None],
             (self.joint_fixed_cost / (self.items * mean)).expand(state.shape[0], -1)[..., None],
         ], dim=-1)
@@ -139,8 +144,9 @@ class JointReplenishment:
         demand = episode.noise[:, self.history + period].to(state)
         B, n = demand.shape
         slots = arrival_slots(torch.full((B, n), L, dtype=torch.int64, device=state.device), L, state.dtype)
-        result = step(inventory, action, demand, slots, self.underage_cost.to(state).expand(B, n),
-                      self.holding_cost.to(state).expand(B, n), lost_sales=False)
+        underage = on_device(self, "underage_cost", self.underage_cost, state).expand(B, n)
+        holding = on_device(self, "holding_cost", self.holding_cost, state).expand(B, n)
+        result = step(inventory, action, demand, slots, underage, holding, lost_sales=False)
         cost = result.cost.sum(-1) + self.joint_fixed_cost * (choice == 1).to(state.dtype)
         history = torch.cat([past[..., 1:], demand[..., None]], dim=-1) if self.history else past
         return torch.cat([result.inventory, history], dim=-1), cost

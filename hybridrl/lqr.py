@@ -84,6 +84,7 @@ import torch
 from torch import Tensor
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive
+from ._device import on_device
 from .hybrid import Episode
 
 __all__ = [
@@ -224,8 +225,8 @@ class SwitchedLQR:
         The cost is that of the current state and action. Differentiable in ``state`` and ``action`` (the
         gradient is zero through a clamped coordinate). Time-invariant: ``period`` and ``episode`` are unused.
         """
-        a = self.A.to(state)
-        b = self._choice_b.to(state)[choice]  # [B, p]: B_d is diagonal
+        a = on_device(self, "A", self.A, state)
+        b = on_device(self, "_choice_b", self._choice_b, state)[choice]  # [B, p]: B_d is diagonal
         cost = self.q * (state * state).sum(-1) + self.r * (action * action).sum(-1)
         following = (state @ a.T + b * action).clamp(-self.clamp, self.clamp)
         return following, cost
@@ -235,8 +236,8 @@ class SwitchedLQR:
         """The step with the choice relaxed to weights ``[B, K]`` over the choices' actions ``[B, K, p]``:
         ``x' = clamp(A x + Σ_k w_k B_k u_k)``, cost ``xᵀQx + ūᵀRū`` with ``ū = Σ_k w_k u_k``. A one-hot ``w``
         gives exactly :meth:`step` (the Gumbel-softmax baseline, :mod:`hybridrl.hpo`)."""
-        a = self.A.to(state)
-        b = self._choice_b.to(state)  # [K, p]
+        a = on_device(self, "A", self.A, state)
+        b = on_device(self, "_choice_b", self._choice_b, state)  # [K, p]
         mixed = (weights[..., None] * actions).sum(1)
         cost = self.q * (state * state).sum(-1) + self.r * (mixed * mixed).sum(-1)
         following = (state @ a.T + (weights[..., None] * b * actions).sum(1)).clamp(-self.clamp, self.clamp)

@@ -92,7 +92,7 @@ class EchelonBaseStock(nn.Module):
 
     def forward(self, obs: NetworkObservation) -> Tensor:
         shortfall = torch.relu(self.levels - obs.echelon_position)  # [B, N]
-        receiver = self.network.tensor("receiver").to(shortfall.device)
+        receiver = self.network.tensor("receiver", shortfall)
         return shortfall[:, receiver] / self.in_degree[receiver]
 
 
@@ -144,6 +144,8 @@ class SymmetryAware(nn.Module):
         is_store = network.tensor("is_store")
         self.register_buffer("store_edges", torch.nonzero(is_store[receiver]).flatten())
         self.register_buffer("upstream_edges", torch.nonzero(~is_store[receiver]).flatten())
+        # their receivers as Python numbers: the forward pass reads them without asking the device
+        self.upstream_receivers = receiver[self.upstream_edges].tolist()
         self.upstream_heads = nn.ModuleList(
             MemberMLP([n + context, *upstream_hidden, 1], 1, [init_seed + 2 + i]) for i in range(len(self.upstream_edges)))
         stores = network.tensor("store_index")
@@ -161,7 +163,7 @@ class SymmetryAware(nn.Module):
         B = obs.inventory.shape[0]
         x = obs.inventory / self.scale[:, None]  # [B, N, n]
         c = torch.sigmoid(self.context(x.flatten(1).unsqueeze(0))[0])  # [B, C]
-        receiver = self.network.tensor("receiver").to(x.device)
+        receiver = self.network.tensor("receiver", x)
         out = torch.zeros(B, self.network.n_edges, dtype=x.dtype, device=x.device)
         if len(self.store_edges):
             r = receiver[self.store_edges]
@@ -170,10 +172,9 @@ class SymmetryAware(nn.Module):
                                   c.unsqueeze(1).expand(B, E, -1)], dim=-1)  # [B, E_s, F]
             z = self.store_head(features.reshape(1, B * E, -1))[0].view(B, E)
             out = out.index_copy(1, self.store_edges, self.scale[r] * F.softplus(z))
-        for head, e in zip(self.upstream_heads, self.upstream_edges.tolist()):
-            k = int(receiver[e])
+        for i, (head, k) in enumerate(zip(self.upstream_heads, self.upstream_receivers)):
             z = head(torch.cat([x[:, k], c], dim=-1).unsqueeze(0))[0, :, 0]
-            out = out.index_copy(1, torch.tensor([e], device=x.device), (self.scale[k] * F.softplus(z)).unsqueeze(1))
+            out = out.index_copy(1, self.upstream_edges[i: i + 1], (self.scale[k] * F.softplus(z)).unsqueeze(1))
         return out
 
 

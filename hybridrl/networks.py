@@ -67,8 +67,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive
-from .inventory import OBJECTIVES, Trajectory, UNMET_DEMAND
-from .scenarios import check_history_and_calendar, observed_past
+from ._device import on_device
+from .inventory import OBJECTIVES, UNMET_DEMAND, Trajectory, check_lowest_order
+from .scenarios import check_history_and_calendar, fill_from, observed_past
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,11 +235,14 @@ class Network:
         object.__setattr__(self, "_tensors", tensors)
 
     def tensor(self, name: str, like: Tensor | None = None) -> Tensor:
-        """One of the graph's tensors, on ``like``'s device (floating ones in its dtype)."""
+        """One of the graph's tensors, on ``like``'s device (floating ones in its dtype).
+
+        The copy for each device and dtype is made once and kept: a rollout asks for these tensors every period,
+        and a fresh copy to a GPU each time would make the host wait for the device (the copy synchronises)."""
         value = self._tensors[name]
         if like is None:
             return value
-        return value.to(device=like.device, dtype=like.dtype if value.is_floating_point() else value.dtype)
+        return on_device(self, name, value, like)
 
     @property
     def mean_demand(self) -> Tensor:
@@ -383,6 +387,10 @@ class NetworkScenarios:
     def __getitem__(self, index) -> NetworkScenarios:
         return self._map(lambda v: v[index])
 
+    def fill_from(self, source: NetworkScenarios, index: Tensor) -> None:
+        """In place, ``self = source[index]`` (see :meth:`hybridrl.scenarios.Scenarios.fill_from`)."""
+        fill_from(self, source, index)
+
     def with_periods(self, periods: int) -> NetworkScenarios:
         if periods > self.periods:
             raise ValueError(f"periods={periods} exceeds the {self.periods} periods available")
@@ -500,14 +508,14 @@ CENTER_FLOOR = 1e-6
 def feasible_flows(network: Network, on_hand: Tensor, requests: Tensor) -> Tensor:
     """Requests ``[B, E]`` -> shipments: rationed proportionally at every supplier so that nobody ships more than
     its on-hand (a center ships all of it); outside orders pass unchanged (module docstring, event 2)."""
-    supplier = network.tensor("supplier")
-    internal = network.tensor("internal_edges")
+    supplier = network.tensor("supplier", requests)
+    internal = network.tensor("internal_edges", requests)
     sup = supplier[internal]
-    center = ~network.tensor("holds_stock")[sup]
+    center = ~network.tensor("holds_stock", requests)[sup]
     asked = requests[:, internal] + CENTER_FLOOR * center.to(requests.dtype)
     total = torch.zeros_like(on_hand).index_add(1, sup, asked)
     available = on_hand.clamp_min(0.0)
-    holds = network.tensor("holds_stock").to(on_hand.device)
+    holds = network.tensor("holds_stock", on_hand)
     # min(1, a/t) for locations that hold stock, a/t (ship everything) for centers; safe at t = 0
     denominator = torch.where(holds, torch.maximum(available, total), total).clamp_min(1e-12)
     scale = available / denominator
@@ -520,11 +528,12 @@ def network_step(network: Network, inventory: Tensor, requests: Tensor, demand: 
     B, N, n = inventory.shape
     on_hand = inventory[..., 0]
     flows = feasible_flows(network, on_hand, requests)
-    internal = network.tensor("internal_edges")
-    shipped_out = torch.zeros_like(on_hand).index_add(1, network.tensor("supplier")[internal], flows[:, internal])
+    internal = network.tensor("internal_edges", inventory)
+    shipped_out = torch.zeros_like(on_hand).index_add(1, network.tensor("supplier", inventory)[internal],
+                                                      flows[:, internal])
     post = on_hand - shipped_out
     # stores
-    stores = network.tensor("store_index").to(inventory.device)
+    stores = network.tensor("store_index", inventory)
     x = on_hand[:, stores]
     surplus = x - demand
     excess = torch.relu(surplus)
@@ -536,26 +545,26 @@ def network_step(network: Network, inventory: Tensor, requests: Tensor, demand: 
         store_cost = network.tensor("underage_cost", x) * shortage + network.tensor("holding_cost", x)[stores] * excess
     post = post.index_copy(1, stores, excess if network.lost_sales else surplus)
     # every location: holding on post-shipment on-hand (stores: the store cost instead) + procurement
-    is_store = network.tensor("is_store").to(inventory.device)
+    is_store = network.tensor("is_store", inventory)
     holding = network.tensor("holding_cost", on_hand) * torch.relu(post)
     cost = torch.where(is_store, torch.zeros_like(holding), holding).index_add(1, stores, store_cost)
-    cost = cost.index_add(1, network.tensor("receiver").to(inventory.device), flows * network.tensor("unit_cost", flows))
+    cost = cost.index_add(1, network.tensor("receiver", inventory), flows * network.tensor("unit_cost", flows))
     # advance: shift every vector, then add each shipment to its receiver's slot L - 1
     padded = F.pad(inventory, (0, 1))
     shifted = torch.cat([(post + padded[..., 1]).unsqueeze(-1), padded[..., 2:]], dim=-1)
-    following = shifted.reshape(B, N * n).index_add(1, network.tensor("arrival").to(inventory.device), flows)
+    following = shifted.reshape(B, N * n).index_add(1, network.tensor("arrival", inventory), flows)
     return NetworkStep(following.view(B, N, n), cost, flows, shortage, torch.minimum(x.clamp_min(0), demand))
 
 
 def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = None, *, round_orders: bool = False,
-                    record: bool = False, compile: bool = False) -> Trajectory:
+                    record: bool = False, compile: bool = False, check_orders: bool = True) -> Trajectory:
     """Roll ``policy`` out on network scenarios; the :func:`hybridrl.inventory.rollout` of networks.
 
     ``Trajectory.cost`` is ``[B, S, T]`` (module docstring: store cost plus an equal share of the upstream cost).
     With ``record``, ``inventory`` is ``[B, N, T, n]``, ``orders`` the feasible flows ``[B, E, T]``, ``sales``
     and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. ``compile`` is accepted for the
     training loop's sake and ignored (networks run eagerly). Requests must be non-negative (checked once, after
-    the rollout).
+    the rollout; ``check_orders=False`` leaves the check to the caller, as in :func:`hybridrl.inventory.rollout`).
 
     Real-data scenarios (module docstring) also fill the observation's ``past_demand`` (the ``H`` demands before
     period ``t``), ``calendar`` (period ``t``'s features) and ``mean_demand``.
@@ -565,8 +574,8 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     if periods > scenarios.periods:
         raise ValueError(f"periods={periods} exceeds the {scenarios.periods} periods of demand in the scenarios")
     inventory = scenarios.initial_inventory
-    stores = network.tensor("store_index").to(inventory.device)
-    is_store = network.tensor("is_store").to(inventory.device)
+    stores = network.tensor("store_index", inventory)
+    is_store = network.tensor("is_store", inventory)
     past = observed_past(scenarios)
     calendar, mean = getattr(scenarios, "calendar", None), getattr(scenarios, "mean_demand", None)
     costs, records, lowest = [], [], None
@@ -583,9 +592,9 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
             lost = result.shortage if network.lost_sales else torch.zeros_like(result.shortage)
             records.append((inventory, result.shipped, result.sold, lost, result.location_cost))
         inventory = result.inventory
-    if lowest is not None and bool(lowest < 0):
-        raise ValueError(f"the policy requested a negative quantity ({float(lowest):.4g}); requests must be >= 0")
-    trajectory = Trajectory(cost=torch.stack(costs, dim=-1))
+    if check_orders and lowest is not None:
+        check_lowest_order(lowest, "requested a negative quantity", "requests")
+    trajectory = Trajectory(cost=torch.stack(costs, dim=-1), lowest_order=lowest)
     recorded = policy.pop_record() if hasattr(policy, "pop_record") else None  # hybridrl.reinforce
     if recorded is not None:
         trajectory.log_prob, trajectory.value = recorded

@@ -171,7 +171,7 @@ class Reinforce(nn.Module):
         """The demand scale of every action entry (``noise="normal"``): the store's mean demand ``[B, S]``, or the
         mean demand through each edge's receiver ``[E]``."""
         if isinstance(obs, NetworkObservation):
-            return self.location_scale[self.network.tensor("receiver").to(like.device)].to(like.dtype)
+            return self.location_scale[self.network.tensor("receiver", like)].to(like.dtype)
         return obs.mean_demand.to(like.dtype)
 
     def sample(self, mean: Tensor, unit: Tensor | None = None) -> Tensor:

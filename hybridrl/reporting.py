@@ -47,7 +47,12 @@ class Provenance:
 
 
 def git_commit(root: Path | None = None) -> str:
-    """Short hash of ``HEAD``, with ``+dirty`` when tracked source files differ from it; ``unknown`` outside git."""
+    """Short hash of ``HEAD``, with ``+dirty`` when tracked source files differ from it; ``unknown`` outside git.
+
+    A copy of the tree without its git folder (a cluster node, a GPU machine) names its commit in the
+    environment variable ``HYBRIDRL_COMMIT``, which then wins."""
+    if os.environ.get("HYBRIDRL_COMMIT"):
+        return os.environ["HYBRIDRL_COMMIT"]
     root = root or paths.ROOT
     try:
         head = subprocess.run(

@@ -56,6 +56,14 @@ def check_history_and_calendar(demand: Tensor, history: Tensor | None, calendar:
         raise ValueError(f"calendar must have shape [N, T, F] = [{n}, {t}, F], got {tuple(calendar.shape)}")
 
 
+def fill_from(buffers, source, index: Tensor) -> None:
+    """Copy ``source[index]`` into the tensors of ``buffers`` (dataclasses of the same kind), field by field."""
+    for f in fields(buffers):
+        value = getattr(buffers, f.name)
+        if isinstance(value, Tensor):
+            torch.index_select(getattr(source, f.name), 0, index, out=value)
+
+
 def observed_past(scenarios):
     """``past(t)``: what a policy may see of the demand in period ``t`` — the ``H`` demands of periods
     ``t − H .. t − 1`` ``[N, S, H]`` (from the history, then the simulated periods), or ``None`` when the
@@ -128,6 +136,11 @@ class Scenarios:
     def __getitem__(self, index) -> "Scenarios":
         """Select scenarios (rows) by slice, index tensor or boolean mask."""
         return self._map(lambda v: v[index])
+
+    def fill_from(self, source: "Scenarios", index: Tensor) -> None:
+        """Overwrite these scenarios' tensors in place with ``source[index]`` (the same shapes): the fixed input
+        buffers of a recorded training step (:class:`hybridrl.train.TrainConfig` ``cuda_graph``)."""
+        fill_from(self, source, index)
 
     def with_periods(self, periods: int) -> "Scenarios":
         if periods > self.periods:

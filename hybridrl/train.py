@@ -7,6 +7,14 @@ are kept (per member, see :mod:`hybridrl.policies`) and training stops after ``p
 improvement. Test scenarios are never seen here (spec §11 R3): evaluate the returned policy with
 :func:`evaluate`.
 
+**On a GPU** one training step launches thousands of small kernels (every simulated period of the policy and
+the simulator, forward and backward), and launching them, not computing them, takes the time. With
+``TrainConfig(cuda_graph=True)`` the first step is recorded once as a CUDA graph (after two warm-up steps whose
+effect on the parameters and on Adam's state is undone) and every later minibatch is copied into the recorded
+input buffers and replayed with a single launch. Nothing in the step may wait for the device: the non-negative
+order check moves to the end of the epoch. Training follows the same path as without a graph, step for step
+(tested on the CPU, where the same buffered step runs without recording, and on CUDA against the CPU).
+
 Interruptions lose nothing: with ``checkpoint=...`` the full training state (parameters, optimizer, best
 parameters, history, shuffling generator) is written atomically at every dev evaluation and picked up again
 by the next call with the same path.
@@ -14,6 +22,7 @@ by the next call with the same path.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -61,6 +70,10 @@ class TrainConfig:
     """Stop after this much wall-clock training time (``None``: no limit)."""
     compile: bool = False
     """Run each simulated period through ``torch.compile`` (faster after a compilation of some seconds)."""
+    cuda_graph: bool = False
+    """Capture one training step (rollout, loss, backward, Adam step) as a CUDA graph and replay it for every
+    minibatch: on a GPU the step then costs one launch instead of thousands. The same numbers as without
+    (module docstring). Deterministic policies only; on the CPU the same step runs without a graph."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -79,6 +92,9 @@ class TrainConfig:
         resolve_device(self.device)
         if self.max_seconds is not None:
             check_positive("max_seconds", self.max_seconds)
+        for name in ("compile", "cuda_graph", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -219,7 +235,15 @@ def fit(
     steps_per_epoch = train.n // batch_size  # the remainder of a shuffled epoch is left for the next ones
     total_steps = steps_per_epoch * config.epochs
 
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    graphed = config.cuda_graph and device.type == "cuda"
+    if config.cuda_graph and hasattr(policy, "pop_record"):
+        raise ValueError(f"cuda_graph=True needs a deterministic policy; {type(policy).__name__} samples its actions")
+    # a graph reads the learning rate from a tensor on the device (Adam's capturable mode), which the schedule
+    # updates in place; the schedule's own bookkeeping stays in Python numbers
+    lr = torch.tensor(config.lr, device=device) if graphed else config.lr
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr, capturable=graphed)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.lr
     if config.schedule == "cosine":
         lr_lambda = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
     else:
@@ -242,6 +266,9 @@ def fit(
         shuffle.set_state(state["shuffle"])
         best_state, best_dev, best_epoch = state["best_state"], state["best_dev"], state["best_epoch"]
         history, start_epoch, elapsed = state["history"], state["epoch"], state["seconds"]
+        for group in optimizer.param_groups:  # a state saved with or without a graph resumes with or without one
+            rate = float(group["lr"])
+            group["lr"] = torch.tensor(rate, device=device) if graphed else rate
 
     def save_checkpoint(epoch: int) -> None:
         if checkpoint is not None:
@@ -262,22 +289,39 @@ def fit(
 
     stopped, epoch = "epochs", start_epoch
     clock = time.perf_counter() - elapsed
+    def train_step(batch: Scenarios) -> tuple[Tensor, Tensor | None]:
+        """One step on a minibatch: its cost per store and its smallest order (both detached)."""
+        trajectory = rollout(policy, batch, compile=config.compile, check_orders=not config.cuda_graph)
+        loss = estimator(trajectory)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            _clip_per_member(policy, config.grad_clip, members)
+        optimizer.step()
+        return trajectory.cost.detach().mean(dim=(0, 2)), trajectory.lowest_order
+
+    step = _BufferedStep(train_step, policy, optimizer, record=graphed) if config.cuda_graph else None
+
     for epoch in range(start_epoch + 1, config.epochs + 1):
         # ---- ALGO LOGIC: one epoch of HDPO ------------------------------------------------------------------
         policy.train()
         epoch_cost = torch.zeros(train.setting.n_stores, device=device)
-        order = torch.randperm(train.n, generator=shuffle)
+        lowest = None
+        order = torch.randperm(train.n, generator=shuffle).to(device)
         for k in range(steps_per_epoch):
-            mb_index = order[k * batch_size : (k + 1) * batch_size].to(device)
-            trajectory = rollout(policy, train[mb_index], compile=config.compile)
-            loss = estimator(trajectory)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                _clip_per_member(policy, config.grad_clip, members)
-            optimizer.step()
-            scheduler.step()
-            epoch_cost += trajectory.cost.detach().mean(dim=(0, 2))
+            mb_index = order[k * batch_size : (k + 1) * batch_size]
+            if step is None:
+                cost, _ = train_step(train[mb_index])
+            else:
+                cost, lowest_now = step(train, mb_index)
+                # (a replay overwrites its outputs: keep a copy, not the recorded tensor itself)
+                lowest = lowest_now.clone() if lowest is None else torch.minimum(lowest, lowest_now)
+            _keep_lr_tensors(optimizer, scheduler.step, graphed)
+            epoch_cost += cost
+        if lowest is not None:  # the order check of the buffered step: once per epoch
+            from .inventory import check_lowest_order
+
+            check_lowest_order(lowest)
         train_cost = _member_view(epoch_cost / steps_per_epoch, members).cpu()
 
         # ---- dev evaluation and best-model selection ----------------------------------------------------------
@@ -330,6 +374,76 @@ def fit(
         seconds=time.perf_counter() - clock,
         stopped=stopped,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The buffered (CUDA-graph) training step
+# ----------------------------------------------------------------------------------------------------------------
+class _BufferedStep:
+    """``step(train, index)``: copy the minibatch ``train[index]`` into fixed input buffers and run ``body`` on
+    them; with ``record`` (CUDA) the body is recorded once as a CUDA graph and replayed afterwards.
+
+    ``body(batch)`` must do the whole optimisation step and return detached tensors. The first call runs two
+    warm-up steps (CUDA's libraries, autograd's and ``torch.compile``'s caches, Adam's state all need a first
+    run outside a recording) and then puts the parameters and Adam's state back as they were, so that the
+    training path is the one without buffers. The warm-up runs on the CPU too: tests check it there.
+    """
+
+    WARMUP = 2
+
+    def __init__(self, body: Callable, policy: nn.Module, optimizer: torch.optim.Optimizer, *, record: bool):
+        self.body, self.policy, self.optimizer, self.record = body, policy, optimizer, record
+        self.batch, self.outputs, self.graph = None, None, None
+
+    def __call__(self, train: Scenarios, index: Tensor) -> tuple[Tensor, ...]:
+        if self.batch is None:
+            self.batch = train[index]  # the buffers: fresh tensors of the minibatch's shapes
+            self._warm_up()
+        else:
+            self.batch.fill_from(train, index)
+        if self.graph is not None:
+            self.graph.replay()
+            return self.outputs
+        return self.body(self.batch)
+
+    def _warm_up(self) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = {p: {k: v.clone() if isinstance(v, Tensor) else v for k, v in self.optimizer.state[p].items()}
+                       for p in params if p in self.optimizer.state}
+        stream = torch.cuda.Stream() if self.record else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for _ in range(self.WARMUP):
+                self.body(self.batch)
+        if stream is not None:
+            torch.cuda.current_stream().wait_stream(stream)
+        with torch.no_grad():  # undo the warm-up: parameters and Adam's state as before
+            for p, saved in zip(params, saved_params):
+                p.copy_(saved)
+            for p in params:
+                state = self.optimizer.state.get(p, {})
+                for key, value in state.items():
+                    if isinstance(value, Tensor):
+                        value.copy_(saved_state[p][key]) if p in saved_state else value.zero_()
+        if self.record:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = self.body(self.batch)
+
+
+def _keep_lr_tensors(optimizer: torch.optim.Optimizer, step_schedule: Callable[[], None], graphed: bool) -> None:
+    """Step the learning-rate schedule; with a recorded step, write the new rate into the device tensor that the
+    recording reads (PyTorch's schedulers do so themselves in recent versions; older ones replace it)."""
+    tensors = [group["lr"] for group in optimizer.param_groups] if graphed else None
+    step_schedule()
+    if tensors is not None:
+        for group, tensor in zip(optimizer.param_groups, tensors):
+            if group["lr"] is not tensor:
+                tensor.fill_(float(group["lr"]))
+                group["lr"] = tensor
 
 
 def _merge_members(best: dict, current: dict, improved: Tensor, members: int) -> dict:

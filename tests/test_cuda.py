@@ -45,6 +45,9 @@ def test_single_store_rollout_and_training_match_the_cpu():
     b = fit(VanillaMLP(setting.n_slots, members=2, init_seeds=[3, 4]), splits.train, splits.dev,
             TrainConfig(device=TARGET, **config), dev_warmup=50)
     assert close(torch.tensor(b.best_dev), torch.tensor(a.best_dev), TRAINED_RTOL)
+    c = fit(VanillaMLP(setting.n_slots, members=2, init_seeds=[3, 4]), splits.train, splits.dev,
+            TrainConfig(device=TARGET, cuda_graph=True, **config), dev_warmup=50)  # the recorded step
+    assert close(torch.tensor(c.best_dev), torch.tensor(a.best_dev), TRAINED_RTOL)
 
 
 @pytest.mark.parametrize("make", [NetworkMLP, SymmetryAware, GraphNetwork], ids=lambda m: m.__name__)
@@ -55,6 +58,11 @@ def test_network_rollouts_match_the_cpu(make):
     on_cpu = evaluate(policy, splits.test, 100)
     on_target = evaluate(policy.to(TARGET), splits.test, 100, device=TARGET)
     assert close(on_target, on_cpu, ROLLOUT_RTOL)
+    config = dict(epochs=2, batch_size=128, lr=1e-3, dev_every=1, progress=False)
+    a = fit(make(network), splits.train, splits.dev, TrainConfig(**config), dev_warmup=50)
+    b = fit(make(network), splits.train, splits.dev, TrainConfig(device=TARGET, cuda_graph=True, **config),
+            dev_warmup=50)
+    assert close(torch.tensor(b.best_dev), torch.tensor(a.best_dev), TRAINED_RTOL)
 
 
 def test_hybrid_training_runs_and_greedy_evaluation_matches_the_cpu():
@@ -94,33 +102,82 @@ def test_real_data_policies_match_the_cpu(tmp_path):
     assert close(on_target, on_cpu, ROLLOUT_RTOL)
 
 
-@pytest.mark.skipif(not str(TARGET).startswith("cuda"), reason="host synchronisation is a CUDA notion")
-def test_no_host_synchronisation_inside_the_period_loop():
-    """Run periods of the single-store and the network simulators, with their policies, under CUDA's sync
-    debug mode: any operation that makes the host wait for the device warns."""
+def _single_store_periods(policy_of):
     setting = lost_sales_grid((4,), (9,))
     scenarios = make_splits(setting, PROTOCOL).train.to(TARGET)
-    policy = VanillaMLP(setting.n_slots).to(TARGET)
+    policy = policy_of(setting).to(TARGET)
     slots = inventory.arrival_slots(scenarios.lead_time, setting.n_slots)
+
+    def run():
+        state = scenarios.initial_inventory
+        for t in range(5):
+            _, result = inventory._period(policy, state, scenarios.demand[..., t], slots, scenarios.underage_cost,
+                                          scenarios.holding_cost, scenarios.lead_time, scenarios.mean_demand, t,
+                                          True, False, False)
+            state = result.inventory
+    return run
+
+
+def _network_periods(policy_of):
     network = networks.one_warehouse_network(5)
-    net_scenarios = networks.make_network_splits(network, PROTOCOL).train.to(TARGET)
-    net_policy = NetworkMLP(network).to(TARGET)
+    scenarios = networks.make_network_splits(network, PROTOCOL).train.to(TARGET)
+    policy = policy_of(network).to(TARGET)
+
+    def run():
+        state = scenarios.initial_inventory
+        for t in range(5):
+            requests = policy(networks.NetworkObservation(state, network, t))
+            state = networks.network_step(network, state, requests, scenarios.demand[..., t]).inventory
+    return run
+
+
+def _hybrid_rollout(problem_of):
+    from hybridrl.hybrid import HybridPolicy, hybrid_rollout
+
+    problem = problem_of()
+    policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(32,),
+                          action_map=getattr(problem, "action_map", None)).to(TARGET)
+    generator = torch.Generator(device=TARGET).manual_seed(0)
+    episode = problem.sample(64, torch.Generator().manual_seed(1)).to(TARGET)
+    return lambda: hybrid_rollout(policy, problem, episode, generator=generator, exploration_std=0.1)
+
+
+def _reinforce(make):
+    from hybridrl.reinforce import Reinforce
+
+    return lambda setting: Reinforce(make(setting))
+
+
+LOOPS = {
+    "single store, VanillaMLP": lambda: _single_store_periods(lambda s: VanillaMLP(s.n_slots)),
+    "single store, REINFORCE": lambda: _single_store_periods(_reinforce(lambda s: VanillaMLP(s.n_slots))),
+    "network, NetworkMLP": lambda: _network_periods(NetworkMLP),
+    "network, SymmetryAware": lambda: _network_periods(SymmetryAware),
+    "network, GraphNetwork": lambda: _network_periods(GraphNetwork),
+    "network, REINFORCE": lambda: _network_periods(_reinforce(NetworkMLP)),
+    "JRP n = 5, hybrid rollout": lambda: _hybrid_rollout(lambda: __import__("hybridrl.jrp").jrp.JointReplenishment(
+        5, horizon=10, warmup=2)),
+    "switched LQR, hybrid rollout": lambda: _hybrid_rollout(lambda: __import__("hybridrl.lqr").lqr.SwitchedLQR(
+        dim=4, modes=2)),
+}
+
+
+@pytest.mark.skipif(not str(TARGET).startswith("cuda"), reason="host synchronisation is a CUDA notion")
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_no_host_synchronisation_inside_the_period_loop(loop):
+    """Run periods of each simulator with its policies under CUDA's sync debug mode: any operation that makes
+    the host wait for the device warns. The set-up (and one warm-up run, which makes the one-off copies of
+    constant tensors to the device) runs outside it."""
+    run = LOOPS[loop]()
+    run()
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            state = scenarios.initial_inventory
-            for t in range(5):
-                _, result = inventory._period(policy, state, scenarios.demand[..., t], slots, scenarios.underage_cost,
-                                              scenarios.holding_cost, scenarios.lead_time, scenarios.mean_demand, t,
-                                              True, False, False)
-                state = result.inventory
-            state = net_scenarios.initial_inventory
-            for t in range(5):
-                requests = net_policy(networks.NetworkObservation(state, network, t))
-                state = networks.network_step(network, state, requests, net_scenarios.demand[..., t]).inventory
+            run()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
-    assert not syncs, syncs[:3]
+    syncs = [f"{w.filename}:{w.lineno}: {str(w.message)[:80]}" for w in caught
+             if "synchroniz" in str(w.message).lower()]
+    assert not syncs, "\n".join(syncs[:10])
