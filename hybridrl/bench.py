@@ -94,6 +94,7 @@ def time_to_gap(
     config: TrainConfig = TrainConfig(epochs=50, batch_size=512, lr=2e-2, schedule="cosine", dev_every=5,
                                       patience=None, progress=False),
     device: str = "cpu",
+    cuda_graph: bool = False,
 ) -> GapTiming:
     """Train HDPO on one lost-sales cell, recording the test gap (rounded orders) at every dev evaluation."""
     setting = lost_sales_grid((lead_time,), (penalty,))
@@ -104,7 +105,7 @@ def time_to_gap(
         cost = evaluate(policy, splits.test, protocol.test_warmup, round_orders=True, device=device).mean().item()
         curve.append((epoch, seconds, 100 * (cost / optimum - 1)))
 
-    fit(VanillaMLP(setting.n_slots), splits.train, splits.dev, replace(config, device=device),
+    fit(VanillaMLP(setting.n_slots), splits.train, splits.dev, replace(config, device=device, cuda_graph=cuda_graph),
         dev_warmup=protocol.dev_warmup, callback=record)
     reached = next((s for _, s, gap in curve if gap <= target_pct), None)
     return GapTiming(reached, target_pct, curve)

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_positive
+from ._device import on_device
 from .inventory import InventorySetting, Observation
 from .networks import Network, NetworkObservation
 from .policies import MemberMLP, VanillaMLP
@@ -219,7 +220,7 @@ class Reinforce(nn.Module):
             log_prob = log_prob.sum(-1)  # [B]: all edges' requests are one action
             features = (obs.inventory / self.location_scale[:, None]).flatten(1)  # [B, N n]
             if self._scale is None:
-                self._scale = self.network.mean_demand.mean().to(mean)
+                self._scale = on_device(self.network, "mean store demand", self.network.mean_demand.mean(), mean)
         else:
             features = obs.inventory / obs.mean_demand.unsqueeze(-1)  # [B, S, n]
             if self._scale is None:
