@@ -37,7 +37,7 @@ from .policies import BaseStock, CappedBaseStock, StoreWise, VanillaMLP
 from .references import LostSalesOptimum, backlog_base_stock, lost_sales_optimum
 from .reporting import device_name, git_commit
 from .scenarios import Protocol, Seeds, make_splits
-from .train import TrainConfig, evaluate, fit
+from .train import TrainConfig, config_key, evaluate, fit
 
 PROFILES = ("smoke", "quick", "paper")
 RESULT_FORMAT = 4  # part of every cache key: bump it when the fields a run records change
@@ -98,10 +98,12 @@ class Budget:
 
 
 _PAPER_PROTOCOL = Protocol()  # 32768 per split, T = 50 / 100 (60) / 5000 (3000)
+# cuda_graph: one recorded training step per minibatch on a GPU, 6-8 times faster there (paper/benchmarks_gpu.md);
+# on a CPU the same step, unrecorded; the same numbers either way
 _PAPER_TRAIN = {
-    "hdpo": TrainConfig(lr=3e-3),
-    "base_stock": TrainConfig(lr=0.5),
-    "capped_base_stock": TrainConfig(lr=1.0),
+    "hdpo": TrainConfig(lr=3e-3, cuda_graph=True),
+    "base_stock": TrainConfig(lr=0.5, cuda_graph=True),
+    "capped_base_stock": TrainConfig(lr=1.0, cuda_graph=True),
 }
 _QUICK_PROTOCOL = Protocol(n_train=8192, n_dev=4096, n_test=4096, test_periods=1200, test_warmup=300)
 _SMOKE_PROTOCOL = Protocol(
@@ -150,7 +152,7 @@ def budget_table(experiment: str, profile: str) -> pd.DataFrame:
     b = budget(experiment, profile)
     rows = []
     for method, cfg in b.train.items():
-        rows.append(dict(method=method, **{k: v for k, v in asdict(cfg).items() if k not in ("device", "progress", "seed", "estimator")}))
+        rows.append(dict(method=method, **config_key(cfg, without=("device", "seed", "estimator"))))
     table = pd.DataFrame(rows)
     for k, v in asdict(b.protocol).items():
         table[k] = v
@@ -267,7 +269,7 @@ def _run_seed(experiment, method, profile, b, grid, seed, device, force, progres
         description = dict(
             experiment=experiment, method=method, profile=profile, seed=seed, version=__version__, format=RESULT_FORMAT,
             setting=repr(setting), protocol=asdict(b.protocol),
-            config={k: v for k, v in asdict(config).items() if k not in ("device", "progress")},
+            config=config_key(config, without=("device",)),
         )
         namespace = f"single_store/{experiment}/{method}"
         ckpt = checkpoint_path(namespace, description, fresh=force)  # force: do not resume an interrupted run

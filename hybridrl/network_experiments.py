@@ -26,7 +26,7 @@ from .experiments import GridResult, check_profile, run_parallel
 from .networks import Network, make_network_splits, one_warehouse_network, serial_network, transshipment_network
 from .reporting import device_name, git_commit
 from .scenarios import Protocol, Seeds
-from .train import TrainConfig, evaluate, fit
+from .train import TrainConfig, config_key, evaluate, fit
 
 RESULT_FORMAT = 1
 SETTINGS = ("serial", "one_warehouse", "transshipment")
@@ -96,8 +96,9 @@ class NetworkBudget:
 
 
 def _configs(epochs: int, batch: int, dev_every: int, device: str = "cpu", **lrs) -> dict:
+    """One config per method; on a GPU ("auto") the training step is recorded as a CUDA graph (``cuda_graph``)."""
     common = dict(epochs=epochs, batch_size=batch, dev_every=dev_every, schedule="cosine", patience=None,
-                  progress=False, grad_clip=1.0, device=device)
+                  progress=False, grad_clip=1.0, device=device, cuda_graph=device != "cpu")
     return {m: TrainConfig(lr=lr, **common) for m, lr in lrs.items()}
 
 
@@ -186,7 +187,7 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
         config = replace(config, epochs=epochs, dev_every=max(1, round(epochs * base.dev_every / base.epochs)))
     description = dict(experiment="network", network=repr(network), method=method, protocol=asdict(protocol),
                        hidden=budget.hidden if method == "vanilla" else None,
-                       config={k: v for k, v in asdict(config).items() if k != "progress"}, seeds=asdict(Seeds()),
+                       config=config_key(config), seeds=asdict(Seeds()),
                        version=__version__, format=RESULT_FORMAT)
 
     def compute() -> dict:
@@ -316,7 +317,8 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
     budget = COMPARISON_BUDGETS[(check_choice("setting", setting, COMPARISON_SETTINGS), check_profile(profile))]
     config = replace(budget.config, seed=seed, estimator="pathwise" if method == "hdpo" else "reinforce")
     description = dict(experiment="reinforce_comparison", setting=setting, method=method,
-                       protocol=asdict(budget.protocol), config=asdict(config), variance=budget.variance_batches,
+                       protocol=asdict(budget.protocol), variance=budget.variance_batches,
+                       config=dict(config_key(config), progress=config.progress),  # (in this key from the start)
                        version=__version__, format=RESULT_FORMAT)
 
     def compute() -> dict:

@@ -29,12 +29,15 @@ if os.environ.get("HYBRIDRL_DATA"):
     DATA = Path(os.environ["HYBRIDRL_DATA"]).expanduser().resolve()
 else:
     DATA = ROOT / "data"
-# generated artifacts, committed: tables (CSV + Markdown), figures (PNG), REPRODUCTION.md, benchmarks.md
+# generated artifacts, committed: tables (CSV + Markdown), figures (PNG), REPRODUCTION.md, benchmarks(_gpu).md
 PAPER = ROOT / "paper"
 TABLES = PAPER / "tables"
 FIGURES = PAPER / "figures"
 REPRODUCTION = PAPER / "REPRODUCTION.md"
 BENCHMARKS = PAPER / "benchmarks.md"
+"""Timings on the CPU alone (``make bench``)."""
+BENCHMARKS_GPU = PAPER / "benchmarks_gpu.md"
+"""Timings on a GPU with its machine's CPU measured beside it (``make bench DEVICE=cuda``)."""
 # not committed: executed notebooks and the cache of finished experiments
 BUILD = ROOT / "build"
 EXECUTED = BUILD / "notebooks"

@@ -15,6 +15,7 @@ what is reviewed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def execute(source: Path, parameters: dict, output_dir: Path | None = None, *, l
 def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu",
               data: str | None = None) -> int:
     check_profile(profile)
+    data = _absolute_data_folder(data)
     failures, skipped, timings = [], [], []
     for source in chapters():
         if only and source.stem not in only:
@@ -93,11 +95,21 @@ def reproduce(profile: str, force: bool = False, only: list[str] | None = None, 
     return 0
 
 
+def _absolute_data_folder(data: str | None) -> str | None:
+    """Chapters run with the notebooks folder as their working directory: a relative data folder (``--data`` or
+    ``HYBRIDRL_DATA``, e.g. ``../shared/data`` from the repository root) is made absolute here, where it was
+    meant, before any chapter starts (the kernels inherit the environment)."""
+    folder = os.environ.get("HYBRIDRL_DATA")
+    if folder:
+        os.environ["HYBRIDRL_DATA"] = str(Path(folder).expanduser().resolve())
+    return None if data is None else str(Path(data).expanduser().resolve())
+
+
 def bench(profile: str = "quick", device: str = "cpu") -> int:
     source = paths.NOTEBOOKS / f"{BENCHMARK}.py"
     print(f"[bench] {source.name} (profile {profile}, device {device}) ...", flush=True)
     execute(source, dict(profile=profile, device=device), log_output=True)
-    print(f"[bench] wrote {paths.BENCHMARKS}")
+    print(f"[bench] wrote {paths.BENCHMARKS if device == 'cpu' else paths.BENCHMARKS_GPU}")
     return 0
 
 

@@ -36,7 +36,7 @@ from ._config import check_choice, check_int
 from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .reporting import device_name, git_commit
-from .train import TrainConfig, evaluate, fit
+from .train import TrainConfig, config_key, evaluate, fit
 
 RESULT_FORMAT = 1
 ONE_STORE_METHODS = ("hdpo", "fixed_quantile", "transformed_nv", "quantile_nv", "returns_nv", "just_in_time")
@@ -196,7 +196,7 @@ def run_one_store(method: str, seed: int = 0, profile: str = "quick", *, data=No
     description = dict(experiment="favorita_one_store", data=fingerprint(data), method=method,
                        seed=seed if trained else None, n_series=b.n_series,
                        windows=[asdict(w) for w in (favorita.TRAIN, favorita.DEV, favorita.TEST)],
-                       config=None if config is None else {k: v for k, v in asdict(config).items() if k != "progress"},
+                       config=None if config is None else config_key(config),
                        forecaster=_forecaster_description(data, profile) if uses_forecaster else None,
                        version=__version__, format=RESULT_FORMAT)
 
@@ -301,7 +301,7 @@ def run_network(method: str, seed: int = 0, profile: str = "quick", *, data=None
     description = dict(experiment="favorita_network", data=fingerprint(data), network=repr(network), method=method,
                        seed=seed if method == "hdpo" else None, n_items=b.network_items,
                        windows=[asdict(w) for w in (favorita.TRAIN, favorita.DEV, favorita.TEST)],
-                       config=None if config is None else {k: v for k, v in asdict(config).items() if k != "progress"},
+                       config=None if config is None else config_key(config),
                        version=__version__, format=RESULT_FORMAT)
 
     def compute() -> dict:

@@ -101,6 +101,15 @@ class TrainConfig:
         return from_dict(cls, values, where="train config")
 
 
+EXECUTION_ONLY = ("progress", "cuda_graph")
+""":class:`TrainConfig` fields that change how a run executes, not what it computes: never part of a cache key."""
+
+
+def config_key(config: TrainConfig, *, without: tuple[str, ...] = ()) -> dict:
+    """``config`` as a dict for a cache key: every field but :data:`EXECUTION_ONLY` and ``without``."""
+    return {k: v for k, v in asdict(config).items() if k not in EXECUTION_ONLY + tuple(without)}
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else must name a usable device."""
     if str(device) == "auto":
@@ -314,8 +323,9 @@ def fit(
                 cost, _ = train_step(train[mb_index])
             else:
                 cost, lowest_now = step(train, mb_index)
-                # (a replay overwrites its outputs: keep a copy, not the recorded tensor itself)
-                lowest = lowest_now.clone() if lowest is None else torch.minimum(lowest, lowest_now)
+                if lowest_now is not None:  # (None: a policy that may return stock places signed orders)
+                    # (a replay overwrites its outputs: keep a copy, not the recorded tensor itself)
+                    lowest = lowest_now.clone() if lowest is None else torch.minimum(lowest, lowest_now)
             _keep_lr_tensors(optimizer, scheduler.step, graphed)
             epoch_cost += cost
         if lowest is not None:  # the order check of the buffered step: once per epoch

@@ -319,3 +319,14 @@ def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, monkeypatch):
     again = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED, force=True)
     assert calls == [False]
     assert again["per_series"] == first["per_series"]  # deterministic: the same numbers from scratch
+
+
+def test_the_pipeline_makes_a_relative_data_folder_absolute(monkeypatch, tmp_path):
+    """Chapters run in notebooks/: `HYBRIDRL_DATA=../shared/data make reproduce` must mean the caller's folder."""
+    from hybridrl import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBRIDRL_DATA", "relative/data")
+    assert pipeline._absolute_data_folder("elsewhere") == str(tmp_path / "elsewhere")
+    assert os.environ["HYBRIDRL_DATA"] == str(tmp_path / "relative" / "data")
+    assert pipeline._absolute_data_folder(None) is None
