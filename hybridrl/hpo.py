@@ -60,14 +60,29 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
+from ._config import (
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    from_dict,
+)
 from .estimators import cost_to_go, mixed
-from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
-                     mlp, relaxed_rollout)
+from .hybrid import (
+    Episode,
+    HybridPolicy,
+    HybridProblem,
+    HybridTrajectory,
+    gaussian_log_prob,
+    hybrid_rollout,
+    mlp,
+    relaxed_rollout,
+)
 
 METHODS = ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo", "gumbel_st")
 
@@ -234,8 +249,13 @@ def train_hybrid(
     progress: bool = False,
     description: str = "",
     callback: Callable[[int, HybridPolicy, nn.Module], dict | None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> HybridResult:
     """Train a hybrid policy on ``problem`` with ``config.method``; select the best greedy policy on ``dev``.
+
+    With ``checkpoint``, the whole training state (both networks, Adam, the random generator, the pass's order,
+    the best parameters and the history) is written atomically at every dev evaluation, and a later call with
+    the same path resumes from it: the same result as an uninterrupted run.
 
     ``callback(update, policy, value)``, if given, runs after every dev evaluation (a frozen checkpoint: e.g. the
     gradient study of :func:`hybridrl.hpo_experiments.alignment_study`); a dict it returns is added to that
@@ -270,12 +290,25 @@ def train_hybrid(
     order: Tensor | None = None
     batches_per_pass = max(1, train.size // config.batch_size)
     started = time.time()
-    iterator = range(1, config.updates + 1)
+    train_costs = []
+    first = 1
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():  # resume an interrupted run
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        policy.load_state_dict(state["policy"])
+        value.load_state_dict(state["value"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        order = None if state["order"] is None else state["order"].to(device)
+        best, result.best_dev, result.best_update = state["best"], state["best_dev"], state["best_update"]
+        result.history, first = state["history"], state["update"] + 1
+        started = time.time() - state["seconds"]
+    iterator = range(first, config.updates + 1)
     if progress:
         from ._progress import progress_bar
 
-        iterator = progress_bar(iterator, desc=description or config.method, mininterval=5)
-    train_costs = []
+        iterator = progress_bar(iterator, total=config.updates, initial=first - 1, desc=description or config.method,
+                                mininterval=5)
     for update in iterator:
         k = (update - 1) % batches_per_pass
         if k == 0:
@@ -306,6 +339,13 @@ def train_hybrid(
             if dev_cost < result.best_dev:
                 result.best_dev, result.best_update = dev_cost, update
                 best = copy.deepcopy(policy.state_dict())
+            if checkpoint is not None:
+                from .train import _save_atomic
+
+                _save_atomic(dict(policy=policy.state_dict(), value=value.state_dict(),
+                                  optimizer=optimizer.state_dict(), generator=generator.get_state(), order=order,
+                                  best=best, best_dev=result.best_dev, best_update=result.best_update,
+                                  history=result.history, update=update, seconds=time.time() - started), checkpoint)
     policy.load_state_dict(best)
     result.seconds = time.time() - started
     return result

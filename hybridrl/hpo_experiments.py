@@ -25,7 +25,7 @@ import torch
 
 from . import __version__
 from ._config import check_choice, check_int
-from .cache import cached
+from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .hpo import HybridConfig, evaluate_hybrid, reported, train_hybrid
 from .lqr import (SwitchedLQR, best_fixed_mode_cost, relaxed_lower_bound, riccati_cost, sample_splits,
@@ -105,18 +105,22 @@ def _cached_run(experiment: str, problem, method: str, config: HybridConfig, siz
     of everything that determines it. ``test_cost`` is the problem's reported metric (:func:`hpo.reported`)."""
     description = dict(experiment=experiment, problem=repr(problem), method=method, config=asdict(config),
                        sizes=sizes, version=__version__, format=RESULT_FORMAT)
+    namespace = f"hpo/{experiment}/{method}"
+    ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
         torch.set_num_threads(1)
         data = splits()
-        result = train_hybrid(problem, data.train, data.dev, config)
+        result = train_hybrid(problem, data.train, data.dev, config, checkpoint=ckpt)
         test = reported(problem, evaluate_hybrid(result.policy, problem, data.test))
         return dict(**fields, method=method, seed=config.seed, test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
                     dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
                     run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
                     computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
 
-    return cached(f"hpo/{experiment}/{method}", description, compute, force=force)
+    record = cached(namespace, description, compute, force=force)
+    ckpt.unlink(missing_ok=True)
+    return record
 
 
 def run_lqr(dim: int, modes: int, variant: str, method: str, seed: int, profile: str = "quick", *,
@@ -442,20 +446,23 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
     sizes = (budget.n_train, budget.n_dev, budget.n_test)
     description = dict(experiment="alignment", problem=repr(problem), config=asdict(config), sizes=sizes,
                        study=asdict(study), version=__version__, format=RESULT_FORMAT)
+    ckpt = checkpoint_path("hpo/alignment", description, fresh=force)
 
     def compute() -> dict:
         torch.set_num_threads(1)
         data = sample_jrp_splits(problem, *sizes)
 
-        def checkpoint(update, policy, value):
+        def study_at(update, policy, value):  # at every dev evaluation (a frozen policy)
             return gradient_study(policy, problem, data.train, batches=study.batches,
                                   batch_size=min(study.batch_size, data.train.size), seed=seed * 100_003 + update)
 
-        result = train_hybrid(problem, data.train, data.dev, config, callback=checkpoint)
+        result = train_hybrid(problem, data.train, data.dev, config, callback=study_at, checkpoint=ckpt)
         return dict(n_items=items, seed=seed, best_dev=result.best_dev, run_seconds=result.seconds,
                     computed_commit=git_commit(), computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
 
-    return cached("hpo/alignment", description, compute, force=force)
+    record = cached("hpo/alignment", description, compute, force=force)
+    ckpt.unlink(missing_ok=True)
+    return record
 
 
 def run_alignment_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,

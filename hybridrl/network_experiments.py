@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from ._config import check_choice, check_int
-from .cache import cached
+from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .networks import Network, make_network_splits, one_warehouse_network, serial_network, transshipment_network
 from .reporting import device_name, git_commit
@@ -189,12 +189,15 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
                        hidden=budget.hidden if method == "vanilla" else None,
                        config=config_key(config), seeds=asdict(Seeds()),
                        version=__version__, format=RESULT_FORMAT)
+    namespace = f"network/{setting}/{method}"
+    # the training state at every dev evaluation: an interrupted run resumes there (force: from scratch)
+    ckpt = checkpoint_path(namespace, description, fresh=force)
 
     def compute() -> dict:
         torch.set_num_threads(1) if device == "cpu" else None
         splits = make_network_splits(network, protocol)
         policy = make_network_policy(method, network, seed, hidden=budget.hidden)
-        result = fit(policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup,
+        result = fit(policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup, checkpoint=ckpt,
                      description=f"{setting} {n_stores} {method}")
         test = evaluate(result.policy, splits.test, protocol.test_warmup).mean(-1).double()
         record = dict(setting=setting, n_stores=n_stores, method=method, seed=seed, train_scenarios=protocol.n_train,
@@ -208,7 +211,9 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
             record["levels"] = [float(v) for v in result.policy.levels.detach().cpu()]
         return record
 
-    return cached(f"network/{setting}/{method}", description, compute, force=force)
+    record = cached(namespace, description, compute, force=force)
+    ckpt.unlink(missing_ok=True)  # the record is stored: the training state is no longer needed
+    return record
 
 
 def test_cost_of(policy, setting: str, n_stores: int, profile: str = "quick") -> tuple[float, float]:
@@ -320,6 +325,8 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
                        protocol=asdict(budget.protocol), variance=budget.variance_batches,
                        config=dict(config_key(config), progress=config.progress),  # (in this key from the start)
                        version=__version__, format=RESULT_FORMAT)
+    namespace = f"network/reinforce_comparison/{setting}"
+    ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
         torch.set_num_threads(1)
@@ -328,19 +335,19 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
         policy = policy_of(seed)
         if method == "reinforce":
             policy = Reinforce(policy, seed=seed)
-        variances = {}
         batch = min(config.batch_size, splits.train.n)
 
-        def record(epoch, trained, seconds):
+        def record(epoch, trained, seconds):  # kept in the history rows (and so in the training checkpoint)
             estimator = "pathwise" if method == "hdpo" else "reinforce"
-            variances[epoch] = gradient_variance(trained, splits.train, estimator, batches=budget.variance_batches,
-                                                 batch_size=batch, seed=10_000 + epoch)
+            return dict(gradient_variance=gradient_variance(trained, splits.train, estimator,
+                                                            batches=budget.variance_batches, batch_size=batch,
+                                                            seed=10_000 + epoch))
 
         result = fit(policy, splits.train, splits.dev, config, dev_warmup=budget.protocol.dev_warmup,
-                     callback=record, round_orders=integer)
+                     callback=record, round_orders=integer, checkpoint=ckpt)
         test = evaluate(result.policy, splits.test, budget.protocol.test_warmup, round_orders=integer).mean(-1).double()
         history = [dict(epoch=h["epoch"], seconds=h["seconds"], dev_cost=h["dev_cost"],
-                        gradient_variance=variances.get(h["epoch"], math.nan))
+                        gradient_variance=h.get("gradient_variance", math.nan))
                    for h in result.history if not math.isnan(h["dev_cost"])]
         return dict(setting=setting, method=method, seed=seed, wall_seconds=result.seconds,
                     test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
@@ -349,7 +356,9 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
                     run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
                     computed_device=device_name("cpu"), history=history)
 
-    return cached(f"network/reinforce_comparison/{setting}", description, compute, force=force)
+    record = cached(namespace, description, compute, force=force)
+    ckpt.unlink(missing_ok=True)
+    return record
 
 
 def _comparison_job(args: dict) -> dict:

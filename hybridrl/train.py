@@ -216,7 +216,7 @@ def fit(
     dev_warmup: int = 0,
     checkpoint: str | Path | None = None,
     description: str = "HDPO",
-    callback: Callable[[int, nn.Module, float], None] | None = None,
+    callback: Callable[[int, nn.Module, float], dict | None] | None = None,
     round_orders: bool = False,
 ) -> FitResult:
     """Train ``policy`` on ``train`` with the pathwise (or another named) estimator; select on ``dev``.
@@ -225,7 +225,8 @@ def fit(
     orders as the test does, so that the model is selected on the policy that will be tested.
 
     ``callback(epoch, policy, seconds)``, if given, runs after every dev evaluation (e.g. to record test costs
-    for a benchmark); its own run time is not counted in the training time.
+    for a benchmark); its own run time is not counted in the training time. A dict it returns is added to that
+    epoch's history rows, so that it is kept in the checkpoint and survives an interruption.
     """
     # ---- plumbing: devices, members, estimator --------------------------------------------------------------
     device = resolve_device(config.device)
@@ -349,13 +350,14 @@ def fit(
                 best_epoch = torch.where(improved, torch.tensor(epoch), best_epoch)
                 best_state = _merge_members(best_state, policy.state_dict(), improved, members)
         elapsed = time.perf_counter() - clock
+        extra = {}
         if callback is not None and evaluated:
-            callback(epoch, policy, elapsed)
+            extra = callback(epoch, policy, elapsed) or {}
             clock = time.perf_counter() - elapsed
         for m in range(members):
             history.append(
                 dict(epoch=epoch, member=m, step=epoch * steps_per_epoch, seconds=elapsed,
-                     train_cost=float(train_cost[m]), dev_cost=float(dev_cost[m]))
+                     train_cost=float(train_cost[m]), dev_cost=float(dev_cost[m]), **extra)
             )
         if bar is not None:
             bar.update(1)

@@ -97,3 +97,31 @@ def test_callback_sees_every_checkpoint_and_does_not_change_training(lqr):
 def test_gumbel_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature_end"):
         HybridConfig(method="gumbel_st", temperature_end=0.0)
+
+
+@pytest.mark.parametrize("method", ["hpo_full", "ppo", "gumbel_st"])
+def test_an_interrupted_hybrid_training_resumes_from_its_checkpoint(method, lqr, tmp_path):
+    """Interrupted at a dev evaluation (after the training state of the previous one was written), a run resumes
+    there and ends exactly like an uninterrupted one: parameters, best update and history."""
+    problem, data = lqr
+    config = replace(_small(method), updates=6)  # 4 batches per pass: the run resumes mid-pass
+
+    def quiet(update, policy, value):
+        return {"seen": update}
+
+    def dies_at_4(update, policy, value):
+        if update == 4:
+            raise KeyboardInterrupt
+        return {"seen": update}
+
+    whole = train_hybrid(problem, data.train, data.dev, config, callback=quiet)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_hybrid(problem, data.train, data.dev, config, callback=dies_at_4, checkpoint=ckpt)
+    assert ckpt.exists()
+    resumed = train_hybrid(problem, data.train, data.dev, config, callback=quiet, checkpoint=ckpt)
+    assert [h["update"] for h in resumed.history] == [2, 4, 6]
+    assert [h["dev_cost"] for h in resumed.history] == [h["dev_cost"] for h in whole.history]
+    assert resumed.best_update == whole.best_update
+    for a, b in zip(whole.policy.parameters(), resumed.policy.parameters()):
+        assert torch.equal(a, b)

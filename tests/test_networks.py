@@ -230,3 +230,35 @@ def test_data_efficiency_runs_take_the_same_number_of_gradient_steps(tmp_path, m
         network_experiments.run_network("one_warehouse", 3, "mlp", 0, "smoke")
     with pytest.raises(ValueError, match="setting"):
         network_experiments.make_network("two_warehouses", 3)
+
+
+def test_an_interrupted_network_run_resumes_from_its_training_state(tmp_path, monkeypatch):
+    """A network run keeps its training state at every dev evaluation: a run that dies after training (here, in
+    its test evaluation) resumes from that state instead of training again, gives the uninterrupted run's record,
+    and leaves no state behind once the record is stored."""
+    from hybridrl import network_experiments, paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "whole")
+    whole = network_experiments.run_network("serial", 1, "vanilla", 0, "smoke")
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "interrupted")
+    real_evaluate = network_experiments.evaluate
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(network_experiments, "evaluate", dies)
+    with pytest.raises(KeyboardInterrupt):
+        network_experiments.run_network("serial", 1, "vanilla", 0, "smoke")
+    assert len(list((tmp_path / "interrupted").rglob("*.ckpt"))) == 1
+    monkeypatch.setattr(network_experiments, "evaluate", real_evaluate)
+    from hybridrl import train
+
+    training_rollouts = []
+    real_rollout = train.rollout
+    monkeypatch.setattr(train, "rollout", lambda *a, **k: training_rollouts.append(torch.is_grad_enabled())
+                        or real_rollout(*a, **k))
+    resumed = network_experiments.run_network("serial", 1, "vanilla", 0, "smoke")
+    assert not any(training_rollouts)  # resumed at its last epoch: no gradient step taken again
+    assert resumed["test_cost"] == whole["test_cost"] and resumed["epochs"] == whole["epochs"]
+    assert [h["dev_cost"] for h in resumed["history"]] == [h["dev_cost"] for h in whole["history"]]
+    assert not list((tmp_path / "interrupted").rglob("*.ckpt"))

@@ -210,3 +210,15 @@ def test_the_buffered_step_still_rejects_negative_orders_and_stochastic_policies
             _config(cuda_graph=True, estimator="reinforce"), dev_warmup=10)
     with pytest.raises(ValueError, match="cuda_graph must be True or False"):
         _config(cuda_graph="yes")
+
+
+def test_what_the_callback_returns_is_kept_in_the_history_across_an_interruption(tmp_path):
+    grid = _grid((2, 9))
+    splits = make_splits(grid, SMALL)
+    note = lambda epoch, policy, seconds: {"note": 10 * epoch}  # noqa: E731
+    ckpt = tmp_path / "run.ckpt"
+    fit(VanillaMLP(grid.n_slots, init_seeds=[3]), splits.train, splits.dev, _config(epochs=3, max_seconds=1e-9),
+        dev_warmup=10, checkpoint=ckpt, callback=note)  # "interrupted" after its first epoch
+    resumed = fit(VanillaMLP(grid.n_slots, init_seeds=[3]), splits.train, splits.dev, _config(epochs=3),
+                  dev_warmup=10, checkpoint=ckpt, callback=note)
+    assert [h["note"] for h in resumed.history] == [10, 20, 30]
