@@ -299,6 +299,7 @@ def fit(
 
     stopped, epoch = "epochs", start_epoch
     clock = time.perf_counter() - elapsed
+
     def train_step(batch: Scenarios) -> tuple[Tensor, Tensor | None]:
         """One step on a minibatch: its cost per store and its smallest order (both detached)."""
         trajectory = rollout(policy, batch, compile=config.compile, check_orders=not config.cuda_graph)
@@ -310,7 +311,7 @@ def fit(
         optimizer.step()
         return trajectory.cost.detach().mean(dim=(0, 2)), trajectory.lowest_order
 
-    step = _BufferedStep(train_step, policy, optimizer, record=graphed) if config.cuda_graph else None
+    step = _BufferedStep(train_step, optimizer, record=graphed) if config.cuda_graph else None
 
     for epoch in range(start_epoch + 1, config.epochs + 1):
         # ---- ALGO LOGIC: one epoch of HDPO ------------------------------------------------------------------
@@ -403,8 +404,8 @@ class _BufferedStep:
 
     WARMUP = 2
 
-    def __init__(self, body: Callable, policy: nn.Module, optimizer: torch.optim.Optimizer, *, record: bool):
-        self.body, self.policy, self.optimizer, self.record = body, policy, optimizer, record
+    def __init__(self, body: Callable, optimizer: torch.optim.Optimizer, *, record: bool):
+        self.body, self.optimizer, self.record = body, optimizer, record
         self.batch, self.outputs, self.graph = None, None, None
 
     def __call__(self, train: Scenarios, index: Tensor) -> tuple[Tensor, ...]:
