@@ -71,6 +71,9 @@ class SubRanges:
             raise ValueError(f"values needs one entry per sub-range ({len(t) - 1}), got {self.values!r}")
         object.__setattr__(self, "thresholds", t)
         object.__setattr__(self, "values", values)
+        edges = torch.tensor(t, dtype=torch.float64)[:, None]  # (the map's constants, made once)
+        object.__setattr__(self, "_low", edges[:-1])
+        object.__setattr__(self, "_high", edges[1:])
 
     @property
     def n_choices(self) -> int:
@@ -84,9 +87,8 @@ class SubRanges:
         """
         if z.shape[-2] != self.n_choices:
             raise ValueError(f"expected {self.n_choices} sub-ranges in dimension -2 of z, got shape {tuple(z.shape)}")
-        edges = torch.tensor(self.thresholds, dtype=torch.float64)
-        lo = on_device(self, "low", edges[:-1, None], z)
-        hi = on_device(self, "high", edges[1:, None], z)
+        lo = on_device(self, "low", self._low, z)
+        hi = on_device(self, "high", self._high, z)
         bounded = torch.isfinite(hi)
         width = torch.where(bounded, hi - lo, torch.zeros_like(hi))
         return torch.where(bounded, lo + width * torch.sigmoid(z), lo + scale * F.softplus(z))
