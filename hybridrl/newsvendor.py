@@ -51,6 +51,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -187,9 +188,11 @@ def _pinball(model: QuantileForecaster, data: ForecasterSamples, index=None) -> 
 
 def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: int = 20, batch_size: int = 4096,
                    lr: float = 1e-3, seed: int = 0, init_seed: int = 0, progress: bool = True,
-                   history: int = 16, lead_times: Sequence[int] = (4, 5, 6)) -> ForecasterFit:
+                   history: int = 16, lead_times: Sequence[int] = (4, 5, 6),
+                   checkpoint: str | Path | None = None) -> ForecasterFit:
     """Fit a :class:`QuantileForecaster` by minibatch Adam on the pinball loss (in units of each series' mean);
-    keep the epoch with the lowest dev pinball loss. The returned forecaster is frozen."""
+    keep the epoch with the lowest dev pinball loss. The returned forecaster is frozen. With ``checkpoint`` the
+    training state is written after every epoch and a later call with the same path resumes from it."""
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
@@ -198,11 +201,19 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
     shuffle = torch.Generator().manual_seed(seed)
     n = train.past.shape[0]
     best, best_state, best_epoch, rows = math.inf, copy.deepcopy(model.state_dict()), 0, []
-    epochs_iter = range(1, epochs + 1)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():  # resume an interrupted fit
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        shuffle.set_state(state["shuffle"])
+        best, best_state, best_epoch, rows = state["best"], state["best_state"], state["best_epoch"], state["rows"]
+    epochs_iter = range(len(rows) + 1, epochs + 1)
     if progress:
         from ._progress import progress_bar
 
-        epochs_iter = progress_bar(epochs_iter, desc="quantile forecaster", leave=False)
+        epochs_iter = progress_bar(epochs_iter, total=epochs, initial=len(rows), desc="quantile forecaster",
+                                   leave=False)
     for epoch in epochs_iter:
         order = torch.randperm(n, generator=shuffle)
         total = 0.0
@@ -217,6 +228,11 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
         rows.append(dict(epoch=epoch, train_pinball=total / n, dev_pinball=dev_loss))
         if dev_loss < best:
             best, best_epoch, best_state = dev_loss, epoch, copy.deepcopy(model.state_dict())
+        if checkpoint is not None:
+            from .train import _save_atomic
+
+            _save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), shuffle=shuffle.get_state(),
+                              best=best, best_state=best_state, best_epoch=best_epoch, rows=rows), checkpoint)
     model.load_state_dict(best_state)
     model.requires_grad_(False)
     model.eval()

@@ -123,6 +123,7 @@ def forecaster(data: favorita.FavoritaData, profile: str = "quick", *, force: bo
     its record (pinball losses per epoch, dev calibration). Cached: weights next to the JSON record."""
     description = _forecaster_description(data, profile)
     weights = checkpoint_path("real_data/forecaster", description).with_suffix(".pt")
+    state = checkpoint_path("real_data/forecaster", description, fresh=force)  # an interrupted fit resumes
 
     def compute() -> dict:
         series = _series(data, profile)
@@ -131,7 +132,8 @@ def forecaster(data: favorita.FavoritaData, profile: str = "quick", *, force: bo
         train = newsvendor.forecaster_samples(series, tr.start, tr.end, scale=scale, calendar=calendar)
         dev = newsvendor.forecaster_samples(series, dv.start, dv.end, scale=scale, calendar=calendar)
         started = time.perf_counter()
-        result = newsvendor.fit_forecaster(train, dev, epochs=budget(profile).forecaster_epochs, progress=progress)
+        result = newsvendor.fit_forecaster(train, dev, epochs=budget(profile).forecaster_epochs, progress=progress,
+                                           checkpoint=state)
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result.forecaster.state_dict(), weights)
         return dict(history=result.history, best_epoch=result.best_epoch, best_dev_pinball=result.best_dev,
@@ -139,6 +141,7 @@ def forecaster(data: favorita.FavoritaData, profile: str = "quick", *, force: bo
                     seconds=time.perf_counter() - started, train_samples=int(train.past.shape[0]))
 
     record = cached("real_data/forecaster", description, compute, force=force or not weights.exists())
+    state.unlink(missing_ok=True)
     model = newsvendor.QuantileForecaster()
     model.load_state_dict(torch.load(weights, weights_only=True))
     model.requires_grad_(False).eval()

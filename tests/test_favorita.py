@@ -330,3 +330,33 @@ def test_the_pipeline_makes_a_relative_data_folder_absolute(monkeypatch, tmp_pat
     assert pipeline._absolute_data_folder("elsewhere") == str(tmp_path / "elsewhere")
     assert os.environ["HYBRIDRL_DATA"] == str(tmp_path / "relative" / "data")
     assert pipeline._absolute_data_folder(None) is None
+
+
+def test_an_interrupted_forecaster_fit_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    data = favorita.load_favorita(write_dataset(tmp_path, small_sales(171)), shape=None)
+    series = data.series()[:12]
+    scale, calendar = favorita.training_mean(series), data.calendar()
+    tr, dv = favorita.TRAIN, favorita.DEV
+    train = newsvendor.forecaster_samples(series, tr.start, tr.end, scale=scale, calendar=calendar)
+    dev = newsvendor.forecaster_samples(series, dv.start, dv.end, scale=scale, calendar=calendar)
+    fit_args = dict(epochs=3, batch_size=256, progress=False)
+    whole = newsvendor.fit_forecaster(train, dev, **fit_args)
+    ckpt = tmp_path / "forecaster.ckpt"
+    real_pinball, calls = newsvendor._pinball, []
+    per_epoch = -(-train.past.shape[0] // 256) + 1  # training batches, then the dev loss
+
+    def dies_in_epoch_2(model, samples, index=None):
+        calls.append(1)
+        if len(calls) == per_epoch + 1:
+            raise KeyboardInterrupt
+        return real_pinball(model, samples, index)
+
+    monkeypatch.setattr(newsvendor, "_pinball", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        newsvendor.fit_forecaster(train, dev, checkpoint=ckpt, **fit_args)
+    assert len(torch.load(ckpt, weights_only=False)["rows"]) == 1  # interrupted in its second epoch
+    monkeypatch.setattr(newsvendor, "_pinball", real_pinball)
+    resumed = newsvendor.fit_forecaster(train, dev, checkpoint=ckpt, **fit_args)
+    assert resumed.history == whole.history and resumed.best_epoch == whole.best_epoch
+    for a, b in zip(whole.forecaster.state_dict().values(), resumed.forecaster.state_dict().values()):
+        assert torch.equal(a, b)
