@@ -65,24 +65,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._config import (
-    check_choice,
-    check_int,
-    check_nonnegative,
-    check_positive,
-    from_dict,
-)
+from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
 from .estimators import cost_to_go, mixed
-from .hybrid import (
-    Episode,
-    HybridPolicy,
-    HybridProblem,
-    HybridTrajectory,
-    gaussian_log_prob,
-    hybrid_rollout,
-    mlp,
-    relaxed_rollout,
-)
+from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
+                     mlp, relaxed_rollout)
 
 METHODS = ("hpo_full", "hpo_decentralized", "exact_mixed", "exact_decentralized", "ppo", "gumbel_st")
 
