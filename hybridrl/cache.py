@@ -30,6 +30,17 @@ def write_json_atomic(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
+def save_state_atomic(path: Path, state: Any) -> None:
+    """``torch.save(state, path)`` through a temporary file and a rename: a training checkpoint is never half
+    written (:func:`hybridrl.train.fit`, :func:`hybridrl.hpo.train_hybrid`, the forecaster's fit)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def cached(
     namespace: str,
     description: dict,

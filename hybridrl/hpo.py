@@ -66,6 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
+from .cache import save_state_atomic
 from .estimators import cost_to_go, mixed
 from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
                      mlp, relaxed_rollout)
@@ -326,12 +327,11 @@ def train_hybrid(
                 result.best_dev, result.best_update = dev_cost, update
                 best = copy.deepcopy(policy.state_dict())
             if checkpoint is not None:
-                from .train import _save_atomic
-
-                _save_atomic(dict(policy=policy.state_dict(), value=value.state_dict(),
-                                  optimizer=optimizer.state_dict(), generator=generator.get_state(), order=order,
-                                  best=best, best_dev=result.best_dev, best_update=result.best_update,
-                                  history=result.history, update=update, seconds=time.time() - started), checkpoint)
+                save_state_atomic(checkpoint, dict(
+                    policy=policy.state_dict(), value=value.state_dict(), optimizer=optimizer.state_dict(),
+                    generator=generator.get_state(), order=order, best=best, best_dev=result.best_dev,
+                    best_update=result.best_update, history=result.history, update=update,
+                    seconds=time.time() - started))
     policy.load_state_dict(best)
     result.seconds = time.time() - started
     return result

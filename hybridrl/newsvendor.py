@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._config import check_int, check_positive
+from .cache import save_state_atomic
 from .inventory import Observation
 from .policies import MemberMLP
 
@@ -229,10 +230,9 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
         if dev_loss < best:
             best, best_epoch, best_state = dev_loss, epoch, copy.deepcopy(model.state_dict())
         if checkpoint is not None:
-            from .train import _save_atomic
-
-            _save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), shuffle=shuffle.get_state(),
-                              best=best, best_state=best_state, best_epoch=best_epoch, rows=rows), checkpoint)
+            save_state_atomic(checkpoint, dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                               shuffle=shuffle.get_state(), best=best, best_state=best_state,
+                                               best_epoch=best_epoch, rows=rows))
     model.load_state_dict(best_state)
     model.requires_grad_(False)
     model.eval()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_positive, from_dict
+from .cache import save_state_atomic
 from .estimators import ESTIMATORS
 from .inventory import rollout
 from .scenarios import Scenarios
@@ -200,13 +200,6 @@ def evaluate(
     return torch.cat(out)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit(
     policy: nn.Module,
     train: Scenarios,
@@ -282,13 +275,13 @@ def fit(
 
     def save_checkpoint(epoch: int) -> None:
         if checkpoint is not None:
-            _save_atomic(
+            save_state_atomic(
+                checkpoint,
                 dict(
                     policy=policy.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                     shuffle=shuffle.get_state(), best_state=best_state, best_dev=best_dev, best_epoch=best_epoch,
                     history=history, epoch=epoch, seconds=elapsed, config=asdict(config),
                 ),
-                checkpoint,
             )
 
     bar = None
