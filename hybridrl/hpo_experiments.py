@@ -193,6 +193,14 @@ def _grid_result(records: list[dict], keys: list[str]) -> GridResult:
     return GridResult(table, history)
 
 
+def lqr_runs(profile: str, methods=LQR_METHODS) -> list[tuple[int, int, str, str]]:
+    """``(dim, modes, variant, method)`` of every S-LQR run of the profile's grid (one per training seed). With
+    one choice (J = 1, or the single-mode variant) there is no cross term, so decentralized HPO is full HPO and
+    is not run."""
+    return [(d, J, v, m) for d, J, v in lqr_budget(profile).cells for m in methods
+            if not (m == "hpo_decentralized" and _problem(d, J, v).n_choices == 1)]
+
+
 def run_lqr_grid(profile: str = "quick", *, methods=LQR_METHODS, seeds=None, workers: int | None = None,
                  force: bool = False, progress: bool = True) -> GridResult:
     """Every (cell, method, seed) of the profile's grid; runs in parallel over ``workers`` processes.
@@ -204,9 +212,7 @@ def run_lqr_grid(profile: str = "quick", *, methods=LQR_METHODS, seeds=None, wor
     seeds = budget.seeds if seeds is None else tuple(seeds)
     for m in methods:
         check_choice("method", m, LQR_METHODS)
-    # with one choice (J = 1, or the single-mode variant) there is no cross term: decentralized = full
-    jobs = [("lqr", (d, J, v, m, s, profile), force) for (d, J, v) in budget.cells for m in methods for s in seeds
-            if not (m == "hpo_decentralized" and _problem(d, J, v).n_choices == 1)]
+    jobs = [("lqr", (d, J, v, m, s, profile), force) for d, J, v, m in lqr_runs(profile, methods) for s in seeds]
     records = _run_jobs(jobs, workers, progress, "switched LQR")
     return _grid_result(records, [*LQR_CELL, "method", "seed"])
 

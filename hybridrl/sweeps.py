@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+
+import pandas as pd
 
 from ._progress import progress_bar
 
@@ -226,6 +229,140 @@ CHAPTER_GRIDS: dict[str, list[Callable[[str, bool], None]]] = {
 """The grid calls of each chapter that trains something (the notebooks make the same calls)."""
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The size of a profile
+# ----------------------------------------------------------------------------------------------------------------
+def _steps(epochs: int, scenarios: int, batch: int) -> int:
+    """Gradient steps of ``epochs`` passes over ``scenarios`` in minibatches of ``batch`` (the last one partial)."""
+    return epochs * math.ceil(scenarios / min(batch, scenarios))
+
+
+def _single_store_work(experiment: str, methods: tuple[str, ...]):
+    def work(profile: str) -> list[dict]:
+        from . import experiments as ex
+
+        b = ex.budget(experiment, profile)
+        cells = ex.GRIDS[experiment]().n_stores
+        groups = math.ceil(cells / (b.cells_per_run or cells))
+        return [dict(part=experiment, method=m, runs=len(b.seeds) * groups,
+                     steps_per_run=_steps(b.train[m].epochs, b.protocol.n_train, b.train[m].batch_size))
+                for m in methods]
+    return work
+
+
+def _hpo_work(name: str):
+    def work(profile: str) -> list[dict]:
+        from . import hpo_experiments as hx
+
+        if name == "alignment":
+            study, jrp = hx.ALIGNMENT_BUDGETS[hx.check_profile(profile)], hx.jrp_budget(profile)
+            return [dict(part="cross-term study (JRP)", method="hpo_full", runs=len(study.items) * len(study.seeds),
+                         steps_per_run=jrp.configs["hpo_full"].updates)]
+        if name == "jrp":
+            b = hx.jrp_budget(profile)
+            return [dict(part="JRP", method=m, runs=len(b.items) * len(b.seeds), steps_per_run=c.updates)
+                    for m, c in b.configs.items()]
+        b, runs = hx.lqr_budget(profile), [run[-1] for run in hx.lqr_runs(profile)]
+        return [dict(part="switched LQR", method=m, runs=runs.count(m) * len(b.seeds), steps_per_run=c.updates)
+                for m, c in b.configs.items()]
+    return work
+
+
+def _network_work(setting: str, data_sizes: bool = False):
+    def work(profile: str) -> list[dict]:
+        from . import network_experiments as nx
+
+        b = nx.network_budget(setting, profile)
+        stores = nx.data_study_stores(profile) if data_sizes else b.stores
+        sizes = b.data_sizes if data_sizes else (None,)
+        rows = []
+        for m in nx.chapter_methods(setting, profile, data_sizes=data_sizes):
+            c = b.configs[m]  # the data study keeps the number of gradient steps (nx.run_network)
+            rows.append(dict(part=f"{setting}{', data study' if data_sizes else ''}", method=m,
+                             runs=len(stores) * len(sizes) * len(b.seeds),
+                             steps_per_run=_steps(c.epochs, b.protocol.n_train, c.batch_size)))
+        return rows
+    return work
+
+
+def _reinforce_work(profile: str) -> list[dict]:
+    from . import network_experiments as nx
+
+    rows = []
+    for setting in nx.COMPARISON_SETTINGS:
+        b = nx.COMPARISON_BUDGETS[(setting, nx.check_profile(profile))]
+        rows += [dict(part=f"HDPO vs REINFORCE, {setting}", method=m, runs=len(b.seeds),
+                      steps_per_run=_steps(b.config.epochs, b.protocol.n_train, b.config.batch_size))
+                 for m in ("hdpo", "reinforce")]
+    return rows
+
+
+def _real_data_work(profile: str) -> list[dict]:
+    from . import favorita, realdata_experiments as rx
+
+    b = rx.budget(profile)
+    items, stores, _ = favorita.SHAPE  # the data set's shape (the plan does not read the data)
+    series = b.n_series or items * stores
+    items = b.network_items or items
+    rows = [dict(part="real data, forecaster", method="quantile forecaster", runs=1, steps_per_run=b.forecaster_epochs)]
+    rows += [dict(part="real data, one store", method=m, runs=len(b.seeds) if m in rx.TRAINED else 1,
+                  steps_per_run=_steps((b.hdpo if m == "hdpo" else b.newsvendor).epochs, series,
+                                       (b.hdpo if m == "hdpo" else b.newsvendor).batch_size) if m in rx.TRAINED else 0)
+             for m in rx.ONE_STORE_METHODS]
+    rows += [dict(part="real data, network", method=m, runs=len(b.seeds) if m == "hdpo" else 1,
+                  steps_per_run={"hdpo": _steps(b.network_hdpo.epochs, items, b.network_hdpo.batch_size),
+                                 "echelon_stock": _steps(b.network_heuristic.epochs, items,
+                                                         b.network_heuristic.batch_size)}.get(m, 0))
+             for m in rx.NETWORK_METHODS]
+    return rows
+
+
+CHAPTER_WORK: dict[str, list[Callable[[str], list[dict]]]] = {
+    "01_lost_sales": [_single_store_work("lost_sales", ("hdpo", "capped_base_stock"))],
+    "02_backlogged": [_single_store_work("backlogged", ("hdpo", "base_stock"))],
+    "05_switched_lqr": [_hpo_work("lqr")],
+    "06_joint_replenishment": [_hpo_work("jrp")],
+    "07_cross_term": [_hpo_work("alignment")],
+    "08_serial": [_network_work("serial")],
+    "09_one_warehouse": [_network_work("one_warehouse"), _network_work("one_warehouse", data_sizes=True)],
+    "10_transshipment": [_network_work("transshipment")],
+    "11_hdpo_vs_reinforce": [_reinforce_work],
+    "12_real_data": [_real_data_work],
+}
+"""How much each chapter's grids train, read from the same budgets the grids run (a test checks the run counts
+against the jobs the grids send to :func:`map_jobs`)."""
+
+
+def plan(profile: str = "paper", chapters: list[str] | None = None) -> pd.DataFrame:
+    """The training work of ``profile``: one row per chapter, part and method, with ``runs`` (cached training
+    runs), ``steps_per_run`` (the most gradient steps or policy updates a run takes: early stopping may end it
+    sooner) and ``steps`` (their product). Nothing is run."""
+    from .experiments import check_profile
+
+    check_profile(profile)
+    chapters = _check_chapters(chapters)
+    rows = [dict(chapter=c, **row) for c in chapters for work in CHAPTER_WORK[c] for row in work(profile)]
+    table = pd.DataFrame(rows, columns=["chapter", "part", "method", "runs", "steps_per_run"])
+    return table.assign(steps=table.runs * table.steps_per_run)
+
+
+def plan_markdown(table: pd.DataFrame) -> str:
+    """:func:`plan` as Markdown: every row, then the runs and steps of each chapter."""
+    from .reporting import markdown_table
+
+    chapters = table.groupby("chapter", sort=False)[["runs", "steps"]].sum().reset_index()
+    return (markdown_table(table) + "\n\nPer chapter (steps: gradient steps or policy updates, at most; early "
+            "stopping may end a run sooner):\n\n" + markdown_table(chapters) + "\n")
+
+
+def _check_chapters(chapters: list[str] | None) -> list[str]:
+    chapters = list(chapters or CHAPTER_GRIDS)
+    unknown = [c for c in chapters if c not in CHAPTER_GRIDS]
+    if unknown:
+        raise ValueError(f"no grid for chapter(s) {unknown}; chapters with grids: {list(CHAPTER_GRIDS)}")
+    return chapters
+
+
 def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, backend: Backend | str | None = None,
               force: bool = False) -> list[str]:
     """Run the grids of ``chapters`` (default: all of :data:`CHAPTER_GRIDS`) in ``profile`` on ``backend``; the
@@ -233,10 +370,7 @@ def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, back
     from .experiments import check_profile
 
     check_profile(profile)
-    chapters = list(chapters or CHAPTER_GRIDS)
-    unknown = [c for c in chapters if c not in CHAPTER_GRIDS]
-    if unknown:
-        raise ValueError(f"no grid for chapter(s) {unknown}; chapters with grids: {list(CHAPTER_GRIDS)}")
+    chapters = _check_chapters(chapters)
     backend = current_backend() if backend is None else backend
     with use_backend(backend):
         for chapter in chapters:
@@ -258,7 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run (fractions share one)")
     parser.add_argument("--force", action="store_true", help="recompute cached runs")
+    parser.add_argument("--plan", action="store_true",
+                        help="print how many runs and gradient steps each chapter trains, and run nothing")
     args = parser.parse_args(argv)
+    if args.plan:
+        try:
+            print(plan_markdown(plan(args.profile, args.chapters)))
+        except ValueError as err:
+            parser.error(str(err))
+        return 0
     try:
         backend = replace(current_backend(), **{k: v for k, v in dict(
             name=args.backend, address=args.address, workers=args.workers).items() if v is not None},

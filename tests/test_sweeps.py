@@ -90,3 +90,45 @@ def test_the_command_line_sets_the_backend_of_every_grid(tmp_path):
     assert len(reports) == 2 and all(line.endswith("(1 workers)") for line in reports), reports
     assert "[sweep] 10_transshipment done" in run.stdout
     assert len(list((tmp_path / "build" / "cache" / "network" / "serial").rglob("*.json"))) == 4
+
+
+class _Scheduled(Exception):
+    pass
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_the_plan_counts_the_runs_the_grids_schedule(profile, monkeypatch):
+    """``sweeps.plan`` reads the budgets; the grids build their jobs from them. Every grid's jobs are caught at
+    :func:`sweeps.map_jobs` (nothing runs) and counted against the plan's runs."""
+    from hybridrl import experiments, realdata_experiments
+
+    scheduled = {}
+
+    def catch(fn, jobs, **kwargs):
+        scheduled["jobs"] = jobs
+        raise _Scheduled
+
+    monkeypatch.setattr(sweeps, "map_jobs", catch)
+    plan = sweeps.plan(profile)
+    grids = {c: list(g) for c, g in sweeps.CHAPTER_GRIDS.items() if c != "12_real_data"}
+    # the real-data grids without their data and without fitting the forecaster first
+    monkeypatch.setattr(realdata_experiments.favorita, "load_favorita", lambda data: None)
+    monkeypatch.setattr(realdata_experiments, "forecaster", lambda *args, **kwargs: None)
+    grids["12_real_data"] = [lambda p, f: realdata_experiments.run_one_store_grid(p),
+                             lambda p, f: realdata_experiments.run_network_grid(p)]
+    for chapter, chapter_grids in grids.items():
+        jobs = 0
+        for grid in chapter_grids:
+            with pytest.raises(_Scheduled):
+                grid(profile, False)
+            jobs += len(scheduled.pop("jobs"))
+        runs = plan[(plan.chapter == chapter) & ~plan.part.str.contains("forecaster")].runs.sum()
+        if chapter in ("01_lost_sales", "02_backlogged"):  # a job is one seed: its groups of cells in turn
+            experiment = plan[plan.chapter == chapter].part.iloc[0]
+            b = experiments.budget(experiment, profile)
+            cells = experiments.GRIDS[experiment]().n_stores
+            jobs *= -(-cells // (b.cells_per_run or cells))
+        assert runs == jobs, (chapter, runs, jobs)
+    assert (plan.steps == plan.runs * plan.steps_per_run).all() and (plan.steps_per_run >= 0).all()
+    with pytest.raises(ValueError, match="no grid for chapter"):
+        sweeps.plan(profile, ["13_nothing"])
