@@ -68,9 +68,15 @@ class Backend:
 
 
 def _from_environment() -> Backend:
-    """``HYBRIDRL_BACKEND`` (local | ray), ``HYBRIDRL_GPUS_PER_RUN``, ``HYBRIDRL_CPUS_PER_RUN``."""
+    """``HYBRIDRL_BACKEND`` (local | ray), ``HYBRIDRL_WORKERS`` (local processes at most: on one GPU, the
+    runs of a pool of one process per core would share its memory), ``HYBRIDRL_GPUS_PER_RUN``,
+    ``HYBRIDRL_CPUS_PER_RUN``."""
     try:
+        workers = os.environ.get("HYBRIDRL_WORKERS", "")
+        if workers and not workers.isdigit():
+            raise ValueError(f"HYBRIDRL_WORKERS must be a positive integer, got {workers!r}")
         return Backend(os.environ.get("HYBRIDRL_BACKEND", "local") or "local",
+                       workers=int(workers) if workers else None,
                        cpus_per_run=float(os.environ.get("HYBRIDRL_CPUS_PER_RUN", "1")),
                        gpus_per_run=float(os.environ.get("HYBRIDRL_GPUS_PER_RUN", "0")))
     except ValueError as err:

@@ -30,6 +30,13 @@ def test_the_environment_and_the_context_choose_the_backend(monkeypatch):
     monkeypatch.setenv("HYBRIDRL_GPUS_PER_RUN", "half")
     with pytest.raises(ValueError, match="bad sweep settings"):
         sweeps.current_backend()
+    monkeypatch.setenv("HYBRIDRL_GPUS_PER_RUN", "0")
+    monkeypatch.setenv("HYBRIDRL_WORKERS", "3")
+    assert sweeps.current_backend().workers == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("HYBRIDRL_WORKERS", bad)
+        with pytest.raises(ValueError, match="(?i)workers"):
+            sweeps.current_backend()
 
 
 def test_unknown_chapters_are_named_before_anything_runs():
