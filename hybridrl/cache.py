@@ -7,6 +7,7 @@ leaves a half-written entry; ``force=True`` recomputes and overwrites.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,32 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+
+
+class NotCached(LookupError):
+    """A result asked for inside :func:`lookup_only` that is not in the cache."""
+
+
+_lookup_only = False
+
+
+@contextlib.contextmanager
+def lookup_only():
+    """Inside the ``with`` block :func:`cached` reads results but computes none: a missing one raises
+    :class:`NotCached` (how a sweep reports what is done, and how ``reproduce --cached-only`` draws tables from
+    the runs that are finished)."""
+    global _lookup_only
+    previous, _lookup_only = _lookup_only, True
+    try:
+        yield
+    finally:
+        _lookup_only = previous
+
+
+def cached_only_requested() -> bool:
+    """``HYBRIDRL_CACHED_ONLY=1``: training runs are read from the cache, never computed (``reproduce
+    --cached-only``); :func:`hybridrl.sweeps.map_jobs` and the single-store grids leave out the missing ones."""
+    return os.environ.get("HYBRIDRL_CACHED_ONLY", "") == "1"
 
 
 def key_of(description: Any) -> str:
@@ -53,6 +80,8 @@ def cached(
     path = (directory or paths.CACHE) / namespace / f"{key_of(description)}.json"
     if path.exists() and not force:
         return json.loads(path.read_text())["result"]
+    if _lookup_only:
+        raise NotCached(f"{namespace}/{path.name}")
     result = json.loads(json.dumps(compute(), default=float))  # the same types whether fresh or cached
     write_json_atomic(path, {"description": description, "result": result})
     return result

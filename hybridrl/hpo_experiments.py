@@ -177,13 +177,14 @@ def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -
     return cached("hpo/lqr_references", description, compute)
 
 
-def _run_job(job) -> dict:
-    kind, args, force = job
-    return {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[kind](*args, force=force)
+def _run_job(job: dict) -> dict:
+    job = dict(job)
+    return {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[job.pop("kind")](**job)
 
 
 def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str) -> list[dict]:
-    """Run independent jobs ``(kind, args, force)`` in ``workers`` spawned processes (one torch thread each)."""
+    """Run independent jobs (``kind`` and the run function's keyword arguments) in ``workers`` spawned processes
+    (one torch thread each)."""
     return run_parallel(_run_job, jobs, workers=workers, progress=progress, description=description)
 
 
@@ -212,7 +213,8 @@ def run_lqr_grid(profile: str = "quick", *, methods=LQR_METHODS, seeds=None, wor
     seeds = budget.seeds if seeds is None else tuple(seeds)
     for m in methods:
         check_choice("method", m, LQR_METHODS)
-    jobs = [("lqr", (d, J, v, m, s, profile), force) for d, J, v, m in lqr_runs(profile, methods) for s in seeds]
+    jobs = [dict(kind="lqr", dim=d, modes=J, variant=v, method=m, seed=s, profile=profile, force=force)
+            for d, J, v, m in lqr_runs(profile, methods) for s in seeds]
     records = _run_jobs(jobs, workers, progress, "switched LQR")
     return _grid_result(records, [*LQR_CELL, "method", "seed"])
 
@@ -316,7 +318,8 @@ def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, wor
     seeds = budget.seeds if seeds is None else tuple(seeds)
     for m in methods:
         check_choice("method", m, JRP_METHODS)
-    jobs = [("jrp", (n, m, s, profile), force) for n in budget.items for m in methods for s in seeds]
+    jobs = [dict(kind="jrp", items=n, method=m, seed=s, profile=profile, force=force) for n in budget.items
+            for m in methods for s in seeds]
     return _grid_result(_run_jobs(jobs, workers, progress, "JRP"), ["n_items", "method", "seed"])
 
 
@@ -477,7 +480,8 @@ def run_alignment_grid(profile: str = "quick", *, workers: int | None = None, fo
     per checkpoint, with ``gap_pct``, the dev cost over the run's best dev cost (how far the checkpoint is from
     where training ended up)."""
     study = ALIGNMENT_BUDGETS[check_profile(profile)]
-    jobs = [("alignment", (n, s, profile), force) for n in study.items for s in study.seeds]
+    jobs = [dict(kind="alignment", items=n, seed=s, profile=profile, force=force) for n in study.items
+            for s in study.seeds]
     records = [dict(r, cells_in_run=1) for r in _run_jobs(jobs, workers, progress, "cross-term study")]
     result = _grid_result(records, ["n_items", "seed", "best_dev"])
     history = result.history.assign(gap_pct=lambda d: 100 * (d.dev_cost / d.best_dev - 1))

@@ -103,12 +103,67 @@ def use_backend(backend: Backend | str) -> Iterator[Backend]:
         _current = previous
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Slices: a part of a grid
+# ----------------------------------------------------------------------------------------------------------------
+JOB_FIELDS = ("experiment", "setting", "kind", "method", "seed", "dim", "modes", "variant", "items", "n_stores",
+              "n_train")
+"""The fields of the grids' jobs that a slice can select on (``--where method=hpo_full dim=8``)."""
+
+_selection: dict[str, tuple[str, ...]] = {}
+_looking_up = False
+
+
+def parse_where(terms: list[str] | None) -> dict[str, tuple[str, ...]]:
+    """``["dim=8,16", "method=hpo_full"]`` -> ``{"dim": ("8", "16"), "method": ("hpo_full",)}``, checked."""
+    where = {}
+    for term in terms or []:
+        key, sep, values = term.partition("=")
+        if not sep or not values:
+            raise ValueError(f"a slice term must read field=value[,value...], got {term!r}")
+        if key not in JOB_FIELDS:
+            raise ValueError(f"cannot select on {key!r}: the jobs' fields are {list(JOB_FIELDS)}")
+        where[key] = tuple(v.strip() for v in values.split(","))
+    return where
+
+
+def _selected(job, where: dict[str, tuple[str, ...]]) -> bool:
+    """A job is in the slice when it has every field of ``where`` with one of the listed values."""
+    return isinstance(job, dict) and all(k in job and str(job[k]) in values for k, values in where.items())
+
+
+def _describe(where: dict[str, tuple[str, ...]]) -> str:
+    return " ".join(f"{k}={','.join(v)}" for k, v in where.items())
+
+
+@contextlib.contextmanager
+def use_selection(where: dict[str, tuple[str, ...]]) -> Iterator[None]:
+    """Inside the ``with`` block, :func:`map_jobs` runs only the jobs of the slice ``where`` (and returns only
+    their results): how a sweep runs a part of a grid (:func:`run_sweep`)."""
+    global _selection
+    previous, _selection = _selection, dict(where)
+    try:
+        yield
+    finally:
+        _selection = previous
+
+
 def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: bool = True,
              description: str = "") -> list:
     """``[fn(job) for job in jobs]`` on the current backend, results in order. ``fn`` must be importable (a
     module-level function) and ``jobs`` picklable. ``workers`` caps the local pool (the backend's own ``workers``
     wins); Ray ignores it and schedules by resources."""
     backend = current_backend()
+    if _selection:
+        selected = [job for job in jobs if _selected(job, _selection)]
+        if progress:
+            print(f"{description}: {len(selected)} of {len(jobs)} runs selected ({_describe(_selection)})")
+        jobs = selected
+    from .cache import cached_only_requested
+
+    looking_up = _looking_up or cached_only_requested()
+    fn = _FromCache(fn) if looking_up else fn
+    progress = progress and not _looking_up  # a status check prints one line per grid
     started = time.time()
     if backend.name == "ray" and jobs:
         results = _map_ray(fn, jobs, backend, progress, description)
@@ -117,9 +172,31 @@ def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: 
         workers = backend.workers or workers or min(len(jobs), os.cpu_count() or 1) or 1
         results = _map_local(fn, jobs, workers, progress, description)
         where = f"{workers} workers"
-    if progress:
+    if looking_up:
+        results = [r for r in results if r is not None]
+        print(f"{description}: {len(results)} of {len(jobs)} runs in the cache"
+              + ("" if _looking_up else " (cached-only: the others are left out, not run)"))
+        if _looking_up:  # a status check: the grid stops here
+            raise _Counted
+    elif progress:
         print(f"{description}: {len(jobs)} runs in {time.time() - started:.0f} s ({where})")
     return results
+
+
+class _FromCache:
+    """``fn`` in lookup-only mode (:func:`hybridrl.cache.lookup_only`): its result if it is cached, else ``None``."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, job):
+        from .cache import NotCached, lookup_only
+
+        with lookup_only():
+            try:
+                return self.fn(job)
+            except NotCached:
+                return None
 
 
 def _map_local(fn, jobs, workers: int, progress: bool, description: str) -> list:
@@ -172,16 +249,19 @@ def _single_store(experiment: str, methods: tuple[str, ...]):
         from . import experiments
 
         seeds = experiments.budget(experiment, profile).seeds
-        jobs = [dict(experiment=experiment, method=m, profile=profile, seeds=(s,), device="auto", force=force,
+        jobs = [dict(experiment=experiment, method=m, profile=profile, seed=s, device="auto", force=force,
                      progress=False) for m in methods for s in seeds]
         map_jobs(_run_grid_job, jobs, description=f"{experiment} ({profile})")
     return run
 
 
-def _run_grid_job(job: dict):
+def _run_grid_job(job: dict) -> bool:
     from . import experiments
 
-    experiments.run_grid(**job)
+    job = dict(job)
+    seed = job.pop("seed")
+    experiments.run_grid(**job, seeds=(seed,))
+    return True
 
 
 def _hpo(name: str):
@@ -209,15 +289,19 @@ def _reinforce(profile: str, force: bool) -> None:
     nx.run_reinforce_grid(profile, force=force)
 
 
-def _real_data(profile: str, force: bool) -> None:
-    from . import favorita, realdata_experiments as rx
+def _real_data(part: str):
+    def run(profile: str, force: bool) -> None:
+        from . import favorita, realdata_experiments as rx
 
-    if not favorita.available():
-        print(f"real data: skipped, {favorita.HOW_TO_GET}")
-        return
-    rx.forecaster(favorita.load_favorita(), profile, force=force)  # the newsvendors' forecaster first
-    rx.run_one_store_grid(profile, force=force)
-    rx.run_network_grid(profile, force=force)
+        if not favorita.available():
+            print(f"real data: skipped, {favorita.HOW_TO_GET}" if part == "forecaster" else
+                  f"real data ({part}): skipped, no data")
+            return
+        if part == "forecaster":  # the newsvendors' forecaster first
+            rx.forecaster(favorita.load_favorita(), profile, force=force)
+        else:
+            (rx.run_one_store_grid if part == "one store" else rx.run_network_grid)(profile, force=force)
+    return run
 
 
 CHAPTER_GRIDS: dict[str, list[Callable[[str, bool], None]]] = {
@@ -230,7 +314,7 @@ CHAPTER_GRIDS: dict[str, list[Callable[[str, bool], None]]] = {
     "09_one_warehouse": [_network("one_warehouse"), _network("one_warehouse", data_sizes=True)],
     "10_transshipment": [_network("transshipment")],
     "11_hdpo_vs_reinforce": [_reinforce],
-    "12_real_data": [_real_data],
+    "12_real_data": [_real_data("forecaster"), _real_data("one store"), _real_data("network")],
 }
 """The grid calls of each chapter that trains something (the notebooks make the same calls)."""
 
@@ -370,21 +454,55 @@ def _check_chapters(chapters: list[str] | None) -> list[str]:
 
 
 def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, backend: Backend | str | None = None,
-              force: bool = False) -> list[str]:
+              force: bool = False, where: dict[str, tuple[str, ...]] | None = None,
+              status: bool = False) -> list[str]:
     """Run the grids of ``chapters`` (default: all of :data:`CHAPTER_GRIDS`) in ``profile`` on ``backend``; the
-    records land in the result cache. Returns the chapters run."""
+    records land in the result cache. ``where`` (:func:`parse_where`) runs only a slice of each grid: the jobs
+    that have every listed field with one of its values. ``status`` runs nothing: it says how many runs of each
+    grid (or slice) are in the cache. Returns the chapters."""
     from .experiments import check_profile
 
     check_profile(profile)
     chapters = _check_chapters(chapters)
     backend = current_backend() if backend is None else backend
-    with use_backend(backend):
+    if where and "12_real_data" in chapters:
+        raise ValueError("the real-data chapter runs whole: leave it out of a sliced sweep (--where)")
+    if status:
+        return _status(profile, chapters, where or {})
+    with use_backend(backend), use_selection(where or {}):
         for chapter in chapters:
             started = time.time()
             print(f"[sweep] {chapter} (profile {profile}) ...", flush=True)
             for grid in CHAPTER_GRIDS[chapter]:
                 grid(profile, force)
             print(f"[sweep] {chapter} done in {(time.time() - started) / 60:.1f} min", flush=True)
+    return chapters
+
+
+class _Counted(Exception):
+    """Raised by :func:`map_jobs` in a status check once it has counted a grid's cached runs."""
+
+
+def _status(profile: str, chapters: list[str], where: dict) -> list[str]:
+    """Every grid's jobs looked up in the cache in this process (nothing computed): ``map_jobs`` prints the count
+    and stops the grid there, before it draws anything from a partial set of records."""
+    global _looking_up
+    from .cache import NotCached, lookup_only
+
+    previous, _looking_up = _looking_up, True
+    try:
+        with use_backend(Backend("local", workers=1)), use_selection(where), lookup_only():
+            for chapter in chapters:
+                print(f"[status] {chapter} (profile {profile})", flush=True)
+                for grid in CHAPTER_GRIDS[chapter]:
+                    try:
+                        grid(profile, False)
+                    except _Counted:
+                        pass
+                    except NotCached as missing:
+                        print(f"  not in the cache yet: {missing}")
+    finally:
+        _looking_up = previous
     return chapters
 
 
@@ -398,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run (fractions share one)")
     parser.add_argument("--force", action="store_true", help="recompute cached runs")
+    parser.add_argument("--where", nargs="*", metavar="FIELD=VALUES",
+                        help=f"run a slice: only the runs with these values, e.g. dim=8 modes=2 method=hpo_full "
+                             f"seed=0,1,2 (fields: {', '.join(JOB_FIELDS)})")
+    parser.add_argument("--status", action="store_true",
+                        help="say how many runs of each grid (or slice) are in the cache, and run nothing")
     parser.add_argument("--plan", action="store_true",
                         help="print how many runs and gradient steps each chapter trains, and run nothing")
     args = parser.parse_args(argv)
@@ -411,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         backend = replace(current_backend(), **{k: v for k, v in dict(
             name=args.backend, address=args.address, workers=args.workers).items() if v is not None},
             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
-        run_sweep(args.profile, args.chapters, backend=backend, force=args.force)
+        run_sweep(args.profile, args.chapters, backend=backend, force=args.force, where=parse_where(args.where),
+                  status=args.status)
     except ValueError as err:
         parser.error(str(err))
     return 0

@@ -139,3 +139,38 @@ def test_the_plan_counts_the_runs_the_grids_schedule(profile, monkeypatch):
     assert (plan.steps == plan.runs * plan.steps_per_run).all() and (plan.steps_per_run >= 0).all()
     with pytest.raises(ValueError, match="no grid for chapter"):
         sweeps.plan(profile, ["13_nothing"])
+
+
+def test_a_slice_runs_only_its_jobs(monkeypatch):
+    ran = []
+    monkeypatch.setattr(sweeps, "_map_local", lambda fn, jobs, *args: ran.extend(jobs) or [])
+    where = sweeps.parse_where(["method=hpo_full,vanilla", "seed=1"])
+    sweeps.run_sweep("smoke", ["05_switched_lqr", "08_serial"], backend="local", where=where)
+    assert len(ran) == 3 + 1  # hpo_full on the 3 smoke S-LQR cells and the vanilla serial network, seed 1
+    assert all(job["method"] in ("hpo_full", "vanilla") and job["seed"] == 1 for job in ran)
+    ran.clear()
+    sweeps.run_sweep("smoke", ["01_lost_sales"], backend="local", where=sweeps.parse_where(["seed=0"]))
+    assert [(job["method"], job["seed"]) for job in ran] == [("hdpo", 0), ("capped_base_stock", 0)]
+    for bad, message in ((["dims=8"], "cannot select on 'dims'"), (["dim"], "field=value")):
+        with pytest.raises(ValueError, match=message):
+            sweeps.parse_where(bad)
+    with pytest.raises(ValueError, match="real-data chapter runs whole"):
+        sweeps.run_sweep("smoke", ["12_real_data"], where=where)
+    with pytest.raises(SystemExit):
+        sweeps.main(["--profile", "smoke", "--where", "colour=red"])
+
+
+def test_status_and_cached_only_read_the_cache_and_compute_nothing(tmp_path, monkeypatch, capsys):
+    from hybridrl import paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    network_experiments.run_network_grid("serial", "smoke", seeds=(0,), methods=("vanilla",), workers=1,
+                                         progress=False)
+    capsys.readouterr()
+    sweeps.run_sweep("smoke", ["08_serial"], status=True)
+    assert "serial (smoke): 1 of 4 runs in the cache" in capsys.readouterr().out
+    files = sorted(p.name for p in (tmp_path / "cache").rglob("*"))
+    monkeypatch.setenv("HYBRIDRL_CACHED_ONLY", "1")  # reproduce --cached-only: the finished runs, nothing else
+    table = network_experiments.run_network_grid("serial", "smoke", workers=1, progress=False).table
+    assert list(zip(table.method, table.seed)) == [("vanilla", 0)]
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == files  # nothing computed, nothing written
