@@ -3,6 +3,7 @@
 #   make reproduce                  every chapter, profile `quick` (a laptop CPU), results cached in build/cache
 #   make reproduce PROFILE=paper    the published scale (meant for a GPU: add DEVICE=cuda)
 #   make reproduce FORCE=1          recompute instead of reading the cache
+#   make reproduce CACHED_ONLY=1    train nothing: draw every chapter from its finished runs (stamped partial)
 #   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
 #   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
 #   make sweep PROFILE=paper BACKEND=ray GPUS_PER_RUN=0.25   every chapter's runs, no notebooks (hybridrl.sweeps)
@@ -15,6 +16,7 @@ TORCH ?= torch==2.13.0
 PROFILE ?= quick
 DEVICE ?= cpu
 FORCE ?= 0
+CACHED_ONLY ?= 0
 BACKEND ?= local
 GPUS_PER_RUN ?= 0
 
@@ -33,7 +35,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 reproduce: venv
-	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,)
+	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(CACHED_ONLY)),--cached-only,)
 
 bench: venv
 	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE)

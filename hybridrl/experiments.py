@@ -30,7 +30,7 @@ from torch import nn
 
 from . import __version__, stats
 from ._config import check_choice
-from .cache import cached, checkpoint_path
+from .cache import NotCached, cached, cached_only_requested, checkpoint_path, lookup_only
 from .inventory import ClippedNormal, InventorySetting, Poisson, Store
 from . import paths
 from .policies import BaseStock, CappedBaseStock, StoreWise, VanillaMLP
@@ -252,8 +252,12 @@ def run_grid(
     tables, histories = [], []
     for seed in seeds:
         table, history = _run_seed(experiment, method, profile, b, grid, seed, device, force, progress)
-        tables.append(table.assign(seed=seed))
-        histories.append(history.assign(seed=seed))
+        if table is not None:
+            tables.append(table.assign(seed=seed))
+            histories.append(history.assign(seed=seed))
+    if not tables:
+        raise ValueError(f"no finished {experiment} run of {method} in the {profile} profile's cache to draw from "
+                         "(cached-only)")
     table = pd.concat(tables, ignore_index=True)
     table = table[["seed"] + [c for c in table.columns if c != "seed"]]
     return GridResult(table, pd.concat(histories, ignore_index=True))
@@ -277,9 +281,18 @@ def _run_seed(experiment, method, profile, b, grid, seed, device, force, progres
         def compute(setting=setting, ckpt=ckpt):
             return _run(experiment, setting, method, b.protocol, config, seed, ckpt)
 
-        result = cached(namespace, description, compute, force=force)
+        if cached_only_requested():  # reproduce --cached-only: a group that has not run is left out
+            with lookup_only():
+                try:
+                    result = cached(namespace, description, compute)
+                except NotCached:
+                    continue
+        else:
+            result = cached(namespace, description, compute, force=force)
         tables.append(pd.DataFrame(result["cells"]))
         histories.append(pd.DataFrame(result["history"]))
+    if not tables:
+        return None, None
     return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
 
 

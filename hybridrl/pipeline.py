@@ -63,9 +63,27 @@ def execute(source: Path, parameters: dict, output_dir: Path | None = None, *, l
 
 
 def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu",
-              data: str | None = None) -> int:
+              data: str | None = None, cached_only: bool = False) -> int:
+    """Execute the chapters (``only``: these file stems) in ``profile``. ``cached_only``: train nothing; every
+    grid draws its tables from its finished (cached) runs alone, e.g. the slices a sweep has run so far
+    (``python -m hybridrl.sweeps --where ...``), and every artifact is stamped *partial*. A chapter that cannot
+    draw a table from what is there fails and the others go on."""
     check_profile(profile)
+    if cached_only and force:
+        raise ValueError("cached_only and force exclude each other: one reads the cache, the other recomputes it")
     data = _absolute_data_folder(data)
+    previous = os.environ.get("HYBRIDRL_CACHED_ONLY")
+    if cached_only:
+        os.environ["HYBRIDRL_CACHED_ONLY"] = "1"  # read by the grids, here and in the kernels (they inherit it)
+    try:
+        return _reproduce(profile, force, only, device, data)
+    finally:
+        if cached_only:
+            os.environ.pop("HYBRIDRL_CACHED_ONLY") if previous is None else os.environ.update(
+                HYBRIDRL_CACHED_ONLY=previous)
+
+
+def _reproduce(profile: str, force: bool, only: list[str] | None, device: str, data: str | None) -> int:
     failures, skipped, timings = [], [], []
     for source in chapters():
         if only and source.stem not in only:
@@ -122,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", nargs="*", help="run only these chapters (file stems, e.g. 01_lost_sales)")
     rep.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     rep.add_argument("--data", default=None, help="folder holding favorita/ (default: $HYBRIDRL_DATA, else ./data)")
+    rep.add_argument("--cached-only", action="store_true",
+                     help="train nothing: draw every table from the finished runs in the cache (stamped partial)")
     ben = sub.add_parser("bench", help="run the benchmark chapter and write paper/benchmarks.md")
     ben.add_argument("--profile", default="quick")
     ben.add_argument("--device", default="cpu")
@@ -131,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     if args.command == "reproduce":
-        return reproduce(args.profile, args.force, args.only, args.device, args.data)
+        try:
+            return reproduce(args.profile, args.force, args.only, args.device, args.data, args.cached_only)
+        except ValueError as err:
+            parser.error(str(err))
     return bench(args.profile, args.device)
 
 

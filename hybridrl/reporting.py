@@ -21,7 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
-from .cache import write_json_atomic
+from .cache import cached_only_requested, write_json_atomic
+
+PARTIAL = "partial: drawn from the finished runs only (reproduce --cached-only)"
+"""The status of an artifact made with ``HYBRIDRL_CACHED_ONLY=1`` (its run counts say how much is there)."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ def provenance(notebook: str, profile: str, started: float, device: str = "cpu",
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=time.time() - started,
         training=training,
+        status=PARTIAL if cached_only_requested() and tables else "",  # only artifacts drawn from runs
     )
 
 

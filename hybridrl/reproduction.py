@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from . import paths
-from .reporting import Provenance, markdown_table, read_provenance
+from .reporting import PARTIAL, Provenance, markdown_table, read_provenance
 
 # HDPO spec §9.1: optimal average cost of the lost-sales store (DP), Poisson(5), h = 1; keys (L, p).
 LOST_SALES_OPTIMUM = {
@@ -157,11 +157,18 @@ def _missing(experiment: str, what: str, source: str) -> Row:
     return Row(experiment, what, source, "", "", "", "not run: table missing", "")
 
 
+_partial_tables: set[str] = set()
+"""Tables read by :func:`build_report` that were drawn from finished runs only (``reproduce --cached-only``)."""
+
+
 def _table(name: str) -> tuple[pd.DataFrame | None, Provenance | None]:
     csv = paths.TABLES / f"{name}.csv"
     if not csv.exists():
         return None, None
-    return pd.read_csv(csv), read_provenance(name)
+    prov = read_provenance(name)
+    if prov is not None and prov.status == PARTIAL:
+        _partial_tables.add(name)
+    return pd.read_csv(csv), prov
 
 
 def _single_store_rows(experiment: str, table: str, published: dict, what: str, source: str, gap_source: str):
@@ -504,6 +511,7 @@ def real_data_rows() -> list[Row]:
 
 
 def build_report() -> pd.DataFrame:
+    _partial_tables.clear()
     rows = (lost_sales_rows() + backlogged_rows() + switched_lqr_rows() + jrp_rows() + cross_term_rows()
             + network_rows() + real_data_rows())
     return pd.DataFrame([asdict(r) for r in rows])
@@ -531,6 +539,9 @@ def write_report(report: pd.DataFrame, stamp: Provenance) -> str:
         f"({(judged.reproduced == 'inconclusive').sum()} inconclusive, {(judged.reproduced == 'no').sum()} not).",
         "",
     ]
+    if _partial_tables:
+        lines += [f"**Partial tables** (drawn from the runs finished so far, `reproduce --cached-only`; each row's "
+                  f"run count says how many): {', '.join(f'`{t}`' for t in sorted(_partial_tables))}.", ""]
     for experiment, part in report.groupby("experiment", sort=False):
         lines += [f"## {experiment}", "", markdown_table(part.drop(columns="experiment")), ""]
     text = "\n".join(lines)

@@ -135,6 +135,32 @@ def test_the_real_data_chapter_stops_early_without_its_data(tmp_path):
 
 
 @pytest.mark.notebook
+def test_a_sliced_sweep_then_reproduce_cached_only_draws_partial_tables(tmp_path):
+    """The paper-profile workflow in slices: a sweep runs part of a grid (one number of items, one seed, every
+    method), ``reproduce --cached-only`` trains nothing and draws the chapter from those runs, and every artifact
+    and the report say the tables are partial."""
+    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg")
+    sweep = subprocess.run([sys.executable, "-m", "hybridrl.sweeps", "--profile", "smoke", "--chapters",
+                            "06_joint_replenishment", "--where", "items=3", "seed=0", "--workers", "1"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stdout[-4000:] + sweep.stderr[-4000:]
+    assert "JRP: 4 of 16 runs selected" in sweep.stdout
+    trained = tmp_path / "build" / "cache" / "hpo" / "jrp"  # the training runs (not the heuristics' tuning)
+    cache = sorted(p.name for p in trained.rglob("*.json"))
+    assert len(cache) == 4
+    run = subprocess.run(
+        [sys.executable, "-m", "hybridrl.pipeline", "reproduce", "--profile", "smoke", "--cached-only", "--only",
+         "06_joint_replenishment", "99_reproduction"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    tables = tmp_path / "paper" / "tables"
+    runs = pd.read_csv(tables / "hpo_jrp.csv").dropna(subset=["seed"])
+    assert set(runs.n_items) == {3} and set(runs.seed) == {0} and runs.method.nunique() == 4
+    assert json.loads((tables / "hpo_jrp.provenance.json").read_text())["status"].startswith("partial")
+    assert "**Partial tables**" in (tmp_path / "paper" / "REPRODUCTION.md").read_text()
+    assert sorted(p.name for p in trained.rglob("*.json")) == cache  # nothing was trained
+
+
+@pytest.mark.notebook
 def test_bench_in_the_smoke_profile(tmp_path):
     env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg")
     run = subprocess.run([sys.executable, "-m", "hybridrl.pipeline", "bench", "--profile", "smoke"],

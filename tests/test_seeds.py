@@ -83,3 +83,19 @@ def test_judging_a_claim_by_interval():
     assert reproduction.judge_above(0.6, 0.9, 0.5) == "yes"
     assert reproduction.judge_above(0.4, 0.9, 0.5) == "inconclusive"
     assert reproduction.judge_above(0.1, 0.5, 0.5) == "no"
+
+
+def test_cached_only_grids_draw_the_finished_seeds_and_train_nothing(tmp_path, monkeypatch):
+    from hybridrl import paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    done = experiments.run_grid("lost_sales", "base_stock", "smoke", seeds=(1,), lead_times=(1,), penalties=(4, 9),
+                                progress=False)
+    monkeypatch.setenv("HYBRIDRL_CACHED_ONLY", "1")
+    partial = experiments.run_grid("lost_sales", "base_stock", "smoke", lead_times=(1,), penalties=(4, 9),
+                                   progress=False)
+    assert list(partial.table.seed.unique()) == [1]
+    pd.testing.assert_frame_equal(partial.table, done.table)
+    with pytest.raises(ValueError, match="no finished lost_sales run of hdpo"):
+        experiments.run_grid("lost_sales", "hdpo", "smoke", lead_times=(1,), penalties=(4, 9), progress=False)
+    assert len(list(tmp_path.rglob("*.json"))) == 1
