@@ -394,16 +394,16 @@ def _real_data_work(profile: str) -> list[dict]:
     items, stores, _ = favorita.SHAPE  # the data set's shape (the plan does not read the data)
     series = b.n_series or items * stores
     items = b.network_items or items
+    one_store = {"hdpo": (b.hdpo, series), "fixed_quantile": (b.newsvendor, series),
+                 "transformed_nv": (b.newsvendor, series)}  # the others are evaluated, not trained
+    network = {"hdpo": (b.network_hdpo, items), "echelon_stock": (b.network_heuristic, items)}
     rows = [dict(part="real data, forecaster", method="quantile forecaster", runs=1, steps_per_run=b.forecaster_epochs)]
-    rows += [dict(part="real data, one store", method=m, runs=len(b.seeds) if m in rx.TRAINED else 1,
-                  steps_per_run=_steps((b.hdpo if m == "hdpo" else b.newsvendor).epochs, series,
-                                       (b.hdpo if m == "hdpo" else b.newsvendor).batch_size) if m in rx.TRAINED else 0)
-             for m in rx.ONE_STORE_METHODS]
-    rows += [dict(part="real data, network", method=m, runs=len(b.seeds) if m == "hdpo" else 1,
-                  steps_per_run={"hdpo": _steps(b.network_hdpo.epochs, items, b.network_hdpo.batch_size),
-                                 "echelon_stock": _steps(b.network_heuristic.epochs, items,
-                                                         b.network_heuristic.batch_size)}.get(m, 0))
-             for m in rx.NETWORK_METHODS]
+    for part, methods, trained in (("one store", rx.ONE_STORE_METHODS, one_store),
+                                   ("network", rx.NETWORK_METHODS, network)):
+        for m in methods:
+            config, scenarios = trained.get(m, (None, 0))
+            rows.append(dict(part=f"real data, {part}", method=m, runs=len(b.seeds) if m in rx.TRAINED else 1,
+                             steps_per_run=_steps(config.epochs, scenarios, config.batch_size) if config else 0))
     return rows
 
 
