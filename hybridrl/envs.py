@@ -446,18 +446,24 @@ class SingleEnv(gymnasium.Env):
 # ----------------------------------------------------------------------------------------------------------------
 # The inventory problems
 # ----------------------------------------------------------------------------------------------------------------
+def _upper_bounds(default, given, name: str, per: str) -> np.ndarray:
+    """An action's upper bounds ``[n]``: ``default()`` (a vector) when ``given`` is ``None``, else ``given``, one
+    positive finite number or one per ``per``, checked."""
+    if given is None:
+        return np.asarray(default(), dtype=np.float32)
+    n = len(default())
+    values = np.asarray(given, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        values = np.repeat(values, n)
+    if values.shape != (n,) or not np.isfinite(values).all() or (values <= 0).any():
+        raise ValueError(f"{name} must be a positive finite number or one per {per} ({n}), got {given!r}")
+    return values.astype(np.float32)
+
+
 def _max_orders(setting: InventorySetting, max_order) -> np.ndarray:
     """Upper bound of each store's order ``[S]``: ``MAX_ORDER_FACTOR`` × mean demand, one number, or one per store."""
-    if max_order is None:
-        return np.array([MAX_ORDER_FACTOR * s.demand.mean for s in setting.stores], dtype=np.float32)
-    values = np.asarray(max_order, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.repeat(values, setting.n_stores)
-    if values.shape != (setting.n_stores,) or not np.isfinite(values).all() or (values <= 0).any():
-        raise ValueError(
-            f"max_order must be a positive finite number or one per store ({setting.n_stores}), got {max_order!r}"
-        )
-    return values.astype(np.float32)
+    return _upper_bounds(lambda: [MAX_ORDER_FACTOR * s.demand.mean for s in setting.stores], max_order, "max_order",
+                         "store")
 
 
 def inventory_spaces(setting: InventorySetting, max_order=None) -> tuple[spaces.Box, spaces.Box]:
@@ -1066,15 +1072,7 @@ class SwitchedLQREnv(SingleEnv):
 # ----------------------------------------------------------------------------------------------------------------
 def _jrp_max_orders(problem: JointReplenishment, max_order) -> np.ndarray:
     """Upper bound of each item's order ``[n]``: ``MAX_ORDER_FACTOR`` × mean demand, one number, or one per item."""
-    n = problem.items
-    if max_order is None:
-        return (MAX_ORDER_FACTOR * problem.mean.double().numpy()).astype(np.float32)
-    values = np.asarray(max_order, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.repeat(values, n)
-    if values.shape != (n,) or not np.isfinite(values).all() or (values <= 0).any():
-        raise ValueError(f"max_order must be a positive finite number or one per item ({n}), got {max_order!r}")
-    return values.astype(np.float32)
+    return _upper_bounds(lambda: MAX_ORDER_FACTOR * problem.mean.double().numpy(), max_order, "max_order", "item")
 
 
 class JRPVectorEnv(BatchedVectorEnv):
@@ -1213,16 +1211,9 @@ def _network_max_requests(network: Network, max_request) -> np.ndarray:
     """Upper bound of each edge's request ``[E]``: ``MAX_ORDER_FACTOR`` × the mean demand flowing through the
     edge's receiver (:func:`hybridrl.network_policies.location_demand`; the bound of ``NetworkMLP``'s outside
     edges), one number, or one per edge."""
-    E = network.n_edges
-    if max_request is None:
-        through = location_demand(network)[network.tensor("receiver")]
-        return (MAX_ORDER_FACTOR * through.double().numpy()).astype(np.float32)
-    values = np.asarray(max_request, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.repeat(values, E)
-    if values.shape != (E,) or not np.isfinite(values).all() or (values <= 0).any():
-        raise ValueError(f"max_request must be a positive finite number or one per edge ({E}), got {max_request!r}")
-    return values.astype(np.float32)
+    return _upper_bounds(
+        lambda: MAX_ORDER_FACTOR * location_demand(network)[network.tensor("receiver")].double().numpy(),
+        max_request, "max_request", "edge")
 
 
 def network_spaces(network: Network, max_request=None) -> tuple[spaces.Box, spaces.Box]:
