@@ -261,6 +261,18 @@ def _unsqueeze(value):
 # ----------------------------------------------------------------------------------------------------------------
 # The generic batched vector environment
 # ----------------------------------------------------------------------------------------------------------------
+def _rows_replaced(old, rows: Tensor, fresh):
+    """A copy of ``old`` (a tensor, or scenarios with ``demand`` and ``initial_inventory``) whose ``rows`` are
+    ``fresh``: the new episodes of the sub-environments that were reset alone. ``old`` is left as it was, so a
+    reference kept to the last episodes' data stays valid."""
+    if not isinstance(old, Tensor):
+        return replace(old, demand=_rows_replaced(old.demand, rows, fresh.demand),
+                       initial_inventory=_rows_replaced(old.initial_inventory, rows, fresh.initial_inventory))
+    new = old.clone()
+    new[rows] = fresh
+    return new
+
+
 class BatchedVectorEnv(VectorEnv):
     """``num_envs`` independent copies of a problem, stepped at once by a batched torch simulator.
 
@@ -554,19 +566,14 @@ class InventoryVectorEnv(BatchedVectorEnv):
             fresh = sample_scenarios(
                 self.setting, len(indices), self.horizon, demand_seed=demand_seed, inventory_seed=inventory_seed
             ).to(self.device)
-            if len(indices) == self.num_envs:
-                self._scenarios = fresh  # a new object: a reference kept to the last episodes' data stays valid
-            else:  # some sub-environments only (reset_mask); reset() makes sure that a first start covers all
-                rows = torch.as_tensor(indices, device=self.device)
-                demand, initial = self._scenarios.demand.clone(), self._scenarios.initial_inventory.clone()
-                demand[rows], initial[rows] = fresh.demand, fresh.initial_inventory
-                self._scenarios = replace(self._scenarios, demand=demand, initial_inventory=initial)
+            # all sub-environments: a new object; some only (reset_mask; a first start covers all): their rows
+            self._scenarios = fresh if len(indices) == self.num_envs else _rows_replaced(
+                self._scenarios, torch.as_tensor(indices, device=self.device), fresh)
         if self._inventory is None:
             self._inventory = self._scenarios.initial_inventory.clone()
             self._slots = arrival_slots(self._scenarios.lead_time, self.setting.n_slots, self._inventory.dtype)
         rows = torch.as_tensor(indices, device=self.device)
-        self._inventory = self._inventory.clone()
-        self._inventory[rows] = self._scenarios.initial_inventory[rows]
+        self._inventory = _rows_replaced(self._inventory, rows, self._scenarios.initial_inventory[rows])
 
     def _observe(self) -> Tensor:
         return self._inventory
@@ -1044,8 +1051,8 @@ class SwitchedLQRVectorEnv(BatchedVectorEnv):
             self._initial, self._state = fresh, fresh.clone()
             return
         rows = torch.as_tensor(indices, device=self.device)
-        self._initial, self._state = self._initial.clone(), self._state.clone()
-        self._initial[rows], self._state[rows] = fresh, fresh
+        self._initial = _rows_replaced(self._initial, rows, fresh)
+        self._state = _rows_replaced(self._state, rows, fresh)
 
     def _observe(self) -> Tensor:
         return self._state
@@ -1143,15 +1150,10 @@ class JRPVectorEnv(BatchedVectorEnv):
             return
         rows = torch.as_tensor(indices, device=self.device)
         old = self._episodes
-        state, noise = old.state.clone(), old.noise.clone()
-        state[rows], noise[rows] = fresh.state, fresh.noise
-        data = {}
-        for key, value in old.data.items():
-            data[key] = value.clone()
-            data[key][rows] = fresh.data[key]
-        self._episodes = Episode(state, noise, data)
-        self._state = self._state.clone()
-        self._state[rows] = fresh.state
+        self._episodes = Episode(_rows_replaced(old.state, rows, fresh.state),
+                                 _rows_replaced(old.noise, rows, fresh.noise),
+                                 {key: _rows_replaced(value, rows, fresh.data[key]) for key, value in old.data.items()})
+        self._state = _rows_replaced(self._state, rows, fresh.state)
 
     def _groups(self, period: np.ndarray):
         """``(rows, t)`` per distinct period: all rows at once when the sub-environments run in step."""
@@ -1334,18 +1336,13 @@ class NetworkVectorEnv(BatchedVectorEnv):
             fresh = NetworkScenarios(self.network, torch.cat([p.demand for p in parts]),
                                      torch.cat([p.initial_inventory for p in parts])).to(self.device)
             self.seeds[indices] = seeds
-            if self._scenarios is None or len(indices) == self.num_envs:
-                self._scenarios = fresh  # a new object: a reference kept to the last episodes' data stays valid
-            else:  # some sub-environments only (reset_mask)
-                rows = torch.as_tensor(indices, device=self.device)
-                demand, initial = self._scenarios.demand.clone(), self._scenarios.initial_inventory.clone()
-                demand[rows], initial[rows] = fresh.demand, fresh.initial_inventory
-                self._scenarios = replace(self._scenarios, demand=demand, initial_inventory=initial)
+            # all sub-environments: a new object; some only (reset_mask): their rows
+            self._scenarios = fresh if self._scenarios is None or len(indices) == self.num_envs else _rows_replaced(
+                self._scenarios, torch.as_tensor(indices, device=self.device), fresh)
         if self._inventory is None:
             self._inventory = self._scenarios.initial_inventory.clone()
         rows = torch.as_tensor(indices, device=self.device)
-        self._inventory = self._inventory.clone()
-        self._inventory[rows] = self._scenarios.initial_inventory[rows]
+        self._inventory = _rows_replaced(self._inventory, rows, self._scenarios.initial_inventory[rows])
 
     def _observe(self) -> Tensor:
         return self._inventory.flatten(1)
