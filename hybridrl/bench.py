@@ -168,18 +168,18 @@ def time_network_epoch(method: str, *, setting: str = "one_warehouse", n_stores:
                        batch_size: int = 1024, periods: int = 50, device: str = "cpu", cuda_graph: bool = False,
                        **policy_kwargs) -> NetworkEpochTiming:
     """Seconds of one HDPO epoch on a network with :func:`hybridrl.train.fit` (a 16-scenario dev evaluation
-    excluded). On a GPU a first epoch (library start-up, the recording of ``cuda_graph``) runs untimed and the
-    second is timed; on the CPU the first is timed. ``policy_kwargs`` go to the policy (e.g. ``checkpoint=True``
-    for the graph network, whose activations otherwise need memory in proportion to ``batch_size × periods ×
-    edges``)."""
-    from .network_experiments import make_network, make_network_policy
+    excluded), the vanilla network with the `paper` profile's layers for ``setting``. On a GPU a first epoch
+    (library start-up, the recording of ``cuda_graph``) runs untimed and the second is timed; on the CPU the
+    first is timed. ``policy_kwargs`` go to the policy (e.g. ``checkpoint=True`` for the graph network, whose
+    activations otherwise need memory in proportion to ``batch_size × periods × edges``)."""
+    from .network_experiments import make_network, make_network_policy, network_budget
     from .networks import sample_network_scenarios
     from .train import resolve_device
 
     network = make_network(setting, n_stores)
     train = sample_network_scenarios(network, n_train, periods, demand_seed=0, inventory_seed=1)
     dev = sample_network_scenarios(network, 16, periods, demand_seed=2, inventory_seed=3)
-    policy = make_network_policy(method, network, 0)
+    policy = make_network_policy(method, network, 0, hidden=network_budget(setting, "paper").hidden)
     for name, value in policy_kwargs.items():
         setattr(policy, name, value)
     dev_device = resolve_device(device)

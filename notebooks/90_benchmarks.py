@@ -184,31 +184,99 @@ updates
 # ## One HDPO epoch on a network
 #
 # One warehouse with 50 stores (spec §4.4; the issue's benchmark): 8192 training scenarios of 50 periods, one
-# epoch in minibatches of 1024, for the vanilla network policy (on a GPU also with `cuda_graph=True`) and the
-# graph network. The graph network runs
-# small MLPs on every node and edge of every period, so its activations grow with scenarios × periods × edges;
-# at 1024 scenarios it keeps them within memory only with `checkpoint=True` (recompute in the backward pass).
+# epoch in minibatches of 1024 (the `paper` profile's), for every policy of the network chapters, the vanilla
+# network with the `paper` profile's layers ([512] × 3); on a GPU also with `cuda_graph=True`, as the `paper`
+# budgets train. Then the other networks of the `paper` profile at their largest size and batch: the serial
+# system (32768 scenarios, steps of 8192) and transshipment with 10 stores (steps of 1024; 8192 scenarios are
+# enough to time a step). The graph network runs small MLPs on every node and edge of every period, so its
+# activations grow with scenarios × periods × edges; at 1024 scenarios it keeps them within memory only with
+# `checkpoint=True` (recompute in the backward pass).
 
 # %%
-network_sizes = dict(n_stores=5, n_train=256, batch_size=128, periods=10) if smoke else {}
+NETWORK_WORKLOADS = [  # setting, stores, scenarios, batch, policies
+    ("one_warehouse", 50, 8192, 1024, ("vanilla", "symmetry_aware", "echelon_base_stock", "gnn")),
+    ("serial", 1, 32768, 8192, ("vanilla", "echelon_base_stock")),
+    ("transshipment", 10, 8192, 1024, ("vanilla", "symmetry_aware", "gnn")),
+]
 network_rows = []
-for method, extra in (("vanilla", {}), ("vanilla", dict(cuda_graph=True)), ("gnn", dict(checkpoint=True))):
-    for on in devices:
-        if extra.get("cuda_graph") and on == "cpu":
-            continue
-        try:
-            t = bench.time_network_epoch(method, device=on, **network_sizes, **extra)
-        except Exception as err:  # the optional recorded loop is reported, not fatal
-            if not extra.get("cuda_graph"):
-                raise
-            traceback.print_exc()
-            print(f"{method} with a CUDA graph on {on}: FAILED ({type(err).__name__})")
-            continue
-        network_rows.append(dict(policy=method + (", CUDA graph" if t.cuda_graph else ""), device=on,
-                                 stores=t.n_stores, scenarios=t.n_train, batch=t.batch_size, periods=t.periods,
-                                 seconds_per_epoch=t.seconds))
+for setting, stores, scenarios, batch, methods in NETWORK_WORKLOADS:
+    sizes = dict(setting=setting, n_stores=stores, n_train=scenarios, batch_size=batch)
+    if smoke:
+        sizes.update(n_stores=min(stores, 3), n_train=256, batch_size=128, periods=10)
+    for method in methods:
+        extra = dict(checkpoint=True) if method == "gnn" else {}
+        for on in devices:
+            for graph in (False, True) if on != "cpu" else (False,):
+                try:
+                    t = bench.time_network_epoch(method, device=on, cuda_graph=graph, **sizes, **extra)
+                except Exception as err:  # a recorded loop that fails here is reported, not fatal
+                    if not graph:
+                        raise
+                    traceback.print_exc()
+                    print(f"{setting} {method} with a CUDA graph on {on}: FAILED ({type(err).__name__})")
+                    continue
+                network_rows.append(dict(setting=setting, policy=method + (", CUDA graph" if graph else ""),
+                                         device=on, stores=t.n_stores, scenarios=t.n_train, batch=t.batch_size,
+                                         periods=t.periods, seconds_per_epoch=t.seconds,
+                                         seconds_per_step=t.seconds * t.batch_size / t.n_train))
 network_epochs = pd.DataFrame(network_rows)
 network_epochs
+
+# %% [markdown]
+# ## The `paper` profile on this device: an estimate
+#
+# How long would `make reproduce PROFILE=paper` train here, one run at a time? `hybridrl.sweeps.plan` counts
+# each chapter's runs and the most gradient steps (HDPO) or policy updates (HPO) they take, from the budgets the
+# grids run. Multiplying by the seconds per step measured above gives an estimate where a measurement stands
+# for the workload: a single-store step is a quarter of the lost-sales epoch (32768 scenarios in steps of 8192,
+# on the loop the `paper` budgets use: a CUDA graph on a GPU), an HPO or PPO update is the update timed above
+# at the largest published size (decentralized HPO counted as full HPO, and the cross-term study as its JRP
+# training alone), and a network step is one minibatch of the epochs above at the largest size, for every store
+# count (chapter 11's HDPO steps likewise: the single-store step and the one-warehouse vanilla step). It is an upper bound in the number of steps (early stopping ends most HDPO runs far
+# sooner) and in the instance size (smaller instances are cheaper), and a lower bound where a single-store run
+# trains four cells at once; the workloads not measured here are listed, not guessed.
+
+# %%
+from hybridrl import sweeps
+
+plan = sweeps.plan("paper")
+
+
+def seconds_per_step(on: str) -> dict:
+    """Seconds per step measured on ``on``, keyed by the plan's ``(part, method)``."""
+    loop = "CUDA graph" if (on, "CUDA graph") in epochs else "eager"
+    single_store = epochs[(on, loop)][0].amortized / 4
+    seconds = {(part, m): single_store for part in ("lost_sales", "backlogged")
+               for m in ("hdpo", "base_stock", "capped_base_stock")}
+    for r in updates[updates.device == on].itertuples():
+        seconds[("JRP" if r.problem.startswith("JRP") else "switched LQR", r.method)] = r.seconds_per_update
+    for part in ("JRP", "switched LQR"):
+        seconds[(part, "hpo_decentralized")] = seconds[(part, "hpo_full")]
+    seconds[("cross-term study (JRP)", "hpo_full")] = seconds[("JRP", "hpo_full")]
+    mine = network_epochs[network_epochs.device == on]
+    for r in mine.sort_values("policy").itertuples():  # a CUDA graph's row after (and over) the eager one
+        for part in (r.setting, f"{r.setting}, data study"):
+            seconds[(part, r.policy.split(",")[0])] = r.seconds_per_step
+    # chapter 11's HDPO runs: the vanilla policies above (REINFORCE's sampled steps are not measured)
+    seconds[("HDPO vs REINFORCE, lost_sales", "hdpo")] = single_store
+    seconds[("HDPO vs REINFORCE, one_warehouse", "hdpo")] = seconds[("one_warehouse", "vanilla")]
+    return seconds
+
+
+estimates = []
+for on in devices:
+    per_step = seconds_per_step(on)
+    rows = plan.assign(seconds_per_step=[per_step.get((r.part, r.method), float("nan")) for r in plan.itertuples()])
+    for chapter, part in rows.groupby("chapter", sort=False):
+        measured = part[part.seconds_per_step.notna()]
+        missing = part[part.seconds_per_step.isna() & (part.steps > 0)]
+        estimates.append(dict(device=on, chapter=chapter, runs=int(part.runs.sum()), steps=int(part.steps.sum()),
+                              measured_steps_pct=100 * measured.steps.sum() / max(part.steps.sum(), 1),
+                              hours=float((measured.steps * measured.seconds_per_step).sum() / 3600)
+                              if len(measured) else float("nan"),
+                              not_measured=", ".join(f"{r.part}: {r.method}" for r in missing.itertuples()) or "–"))
+estimates = pd.DataFrame(estimates)
+estimates
 
 # %% [markdown]
 # ## Writing `paper/benchmarks.md`
@@ -258,11 +326,16 @@ text = "\n".join([
     "Seconds per hybrid policy update (HPO spec: the largest published sizes, the `paper` profile's networks "
     "and batches; median of " f"{repeats} repeat(s) with the range):", "",
     reporting.markdown_table(updates, digits=3), "",
-    "One HDPO epoch on one warehouse with 50 stores (8192 scenarios x 50 periods, minibatches of 1024; the graph "
-    "network with activation checkpointing):", "",
+    "One HDPO epoch on the `paper` profile's networks at their largest size (50 periods; the vanilla network "
+    "with the `paper` layers; the graph network with activation checkpointing; a step is one minibatch):", "",
     reporting.markdown_table(network_epochs, digits=3), "",
     "Test gap along training (time to gap):", "",
     reporting.markdown_table(curve, digits=3), "",
+    "The `paper` profile on this device, one run at a time: an estimate, not a measurement (the plan's steps "
+    "times the seconds per step measured above, for the workloads measured here; `hours` covers "
+    "`measured_steps_pct` of the chapter's steps; an upper bound in steps and instance sizes, a lower bound where "
+    "a single-store run trains four cells at once; see the notebook):", "",
+    reporting.markdown_table(estimates, digits=1), "",
 ])
 paths.PAPER.mkdir(parents=True, exist_ok=True)
 target = paths.BENCHMARKS if devices == ["cpu"] else paths.BENCHMARKS_GPU  # a CPU run and a GPU run: one each
