@@ -181,8 +181,9 @@ def _train_and_test(policy, splits, config: TrainConfig | None, checkpoint, *, m
                                     dev_profit=-h["dev_cost"]) for h in result.history if not math.isnan(h["dev_cost"])])
     cost = evaluate(policy, splits.test, favorita.WARMUP, batch_size=splits.test.n)  # no gradient, no update
     profits = (-cost.mean(-1)).double().numpy()
+    where = next((p.device for p in policy.parameters()), torch.device("cpu"))  # where it trained
     record.update(test_profit=float(profits.mean()), per_series=[float(v) for v in profits], cells_in_run=1,
-                  computed_commit=git_commit(), computed_device=device_name("cpu"))
+                  computed_commit=git_commit(), computed_device=device_name(str(where)))
     return record, policy
 
 
@@ -202,19 +203,21 @@ def run_one_store(method: str, seed: int = 0, profile: str = "quick", *, data=No
                        config=None if config is None else config_key(config),
                        forecaster=_forecaster_description(data, profile) if uses_forecaster else None,
                        version=__version__, format=RESULT_FORMAT)
+    ckpt = checkpoint_path("real_data/one_store", description, fresh=force)  # an interrupted run resumes
 
     def compute() -> dict:
         torch.set_num_threads(1)
         splits = favorita.one_store_splits(data, n_series=b.n_series)
         model = forecaster(data, profile, progress=False)[0] if uses_forecaster else None
         policy = make_one_store_policy(method, model, seed, test_demand=splits.test.demand)
-        record, policy = _train_and_test(policy, splits, config, checkpoint_path("real_data/one_store", description, fresh=force),
-                                         method=method, seed=seed if trained else None)
+        record, policy = _train_and_test(policy, splits, config, ckpt, method=method, seed=seed if trained else None)
         if method == "fixed_quantile":
             record["quantile"] = float(torch.sigmoid(policy.level.logit).item())
         return record
 
-    return cached(f"real_data/one_store/{method}", description, compute, force=force)
+    record = cached(f"real_data/one_store/{method}", description, compute, force=force)
+    ckpt.unlink(missing_ok=True)  # the record is stored: the training state is no longer needed
+    return record
 
 
 def _job(args: dict) -> dict:
@@ -306,15 +309,18 @@ def run_network(method: str, seed: int = 0, profile: str = "quick", *, data=None
                        windows=[asdict(w) for w in (favorita.TRAIN, favorita.DEV, favorita.TEST)],
                        config=None if config is None else config_key(config),
                        version=__version__, format=RESULT_FORMAT)
+    ckpt = checkpoint_path("real_data/network", description, fresh=force)  # an interrupted run resumes
 
     def compute() -> dict:
         torch.set_num_threads(1)
         splits = network_splits(data, network, n_items=b.network_items)
         policy = make_network_policy(method, network, seed, test_demand=splits.test.demand)
-        return _train_and_test(policy, splits, config, checkpoint_path("real_data/network", description, fresh=force),
-                               method=method, seed=seed if method == "hdpo" else None)[0]
+        return _train_and_test(policy, splits, config, ckpt, method=method,
+                               seed=seed if method == "hdpo" else None)[0]
 
-    return cached(f"real_data/network/{method}", description, compute, force=force)
+    record = cached(f"real_data/network/{method}", description, compute, force=force)
+    ckpt.unlink(missing_ok=True)  # the record is stored: the training state is no longer needed
+    return record
 
 
 def _network_job(args: dict) -> dict:

@@ -305,19 +305,28 @@ def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, monkeypatch):
     from hybridrl import paths, realdata_experiments
 
     monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
-    first = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED)
-    checkpoints = list((tmp_path / "cache" / "real_data" / "one_store").glob("*.ckpt"))
-    assert len(checkpoints) == 1
-    calls = []
     original = realdata_experiments.fit
+    folder = tmp_path / "cache" / "real_data" / "one_store"
+
+    def interrupted(policy, train, dev, config, **kwargs):
+        original(policy, train, dev, config, **kwargs)  # its state is saved at every dev evaluation
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(realdata_experiments, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED)
+    assert len(list(folder.glob("*.ckpt"))) == 1  # the interrupted run's training state
+    calls = []
 
     def spy(policy, train, dev, config, **kwargs):
         calls.append(kwargs["checkpoint"].exists())  # a forced run must not find the old state to resume from
         return original(policy, train, dev, config, **kwargs)
 
     monkeypatch.setattr(realdata_experiments, "fit", spy)
-    again = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED, force=True)
+    first = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED, force=True)
     assert calls == [False]
+    assert not list(folder.glob("*.ckpt"))  # the record is stored: its training state is removed
+    again = realdata_experiments.run_one_store("hdpo", 0, "smoke", data=SHARED, force=True)
     assert again["per_series"] == first["per_series"]  # deterministic: the same numbers from scratch
 
 
