@@ -77,7 +77,7 @@ def cached(
     directory: Path | None = None,
 ) -> Any:
     """Return the cached result of ``compute()`` for ``description``, computing and storing it if needed."""
-    path = (directory or paths.CACHE) / namespace / f"{key_of(description)}.json"
+    path = _path(namespace, description, directory)
     if path.exists() and not force:
         return json.loads(path.read_text())["result"]
     if _lookup_only:
@@ -85,6 +85,16 @@ def cached(
     result = json.loads(json.dumps(compute(), default=float))  # the same types whether fresh or cached
     write_json_atomic(path, {"description": description, "result": result})
     return result
+
+
+def lookup(namespace: str, description: dict, directory: Path | None = None) -> Any | None:
+    """The cached result for ``description``, or ``None`` if there is none (nothing is computed)."""
+    path = _path(namespace, description, directory)
+    return json.loads(path.read_text())["result"] if path.exists() else None
+
+
+def _path(namespace: str, description: dict, directory: Path | None) -> Path:
+    return (directory or paths.CACHE) / namespace / f"{key_of(description)}.json"
 
 
 def checkpoint_path(namespace: str, description: dict, directory: Path | None = None, *, fresh: bool = False) -> Path:

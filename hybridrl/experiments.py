@@ -30,7 +30,7 @@ from torch import nn
 
 from . import __version__, stats
 from ._config import check_choice
-from .cache import NotCached, cached, cached_only_requested, checkpoint_path, lookup_only
+from .cache import cached, cached_only_requested, checkpoint_path, lookup
 from .inventory import ClippedNormal, InventorySetting, Poisson, Store
 from . import paths
 from .policies import BaseStock, CappedBaseStock, StoreWise, VanillaMLP
@@ -282,11 +282,9 @@ def _run_seed(experiment, method, profile, b, grid, seed, device, force, progres
             return _run(experiment, setting, method, b.protocol, config, seed, ckpt)
 
         if cached_only_requested():  # reproduce --cached-only: a group that has not run is left out
-            with lookup_only():
-                try:
-                    result = cached(namespace, description, compute)
-                except NotCached:
-                    continue
+            result = lookup(namespace, description)
+            if result is None:
+                continue
         else:
             result = cached(namespace, description, compute, force=force)
         tables.append(pd.DataFrame(result["cells"]))

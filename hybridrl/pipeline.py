@@ -78,9 +78,10 @@ def reproduce(profile: str, force: bool = False, only: list[str] | None = None, 
     try:
         return _reproduce(profile, force, only, device, data)
     finally:
-        if cached_only:
-            os.environ.pop("HYBRIDRL_CACHED_ONLY") if previous is None else os.environ.update(
-                HYBRIDRL_CACHED_ONLY=previous)
+        if cached_only and previous is None:
+            del os.environ["HYBRIDRL_CACHED_ONLY"]
+        elif cached_only:
+            os.environ["HYBRIDRL_CACHED_ONLY"] = previous
 
 
 def _reproduce(profile: str, force: bool, only: list[str] | None, device: str, data: str | None) -> int:
