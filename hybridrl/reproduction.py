@@ -488,7 +488,7 @@ def real_data_rows() -> list[Row]:
     table, prov = _table("hdpo_real_data")
     if table is None:
         return [_missing(experiment, "test profit vs the oracle", "HDPO spec §4.7")]
-    if prov is not None and prov.status:
+    if prov is not None and prov.status and prov.status != PARTIAL:  # e.g. not run: data missing
         return [Row(experiment, f"{REAL_DATA_SETTINGS.get(s, s)}: test profit", "HDPO spec §4.7-§4.8", "", "", "",
                     prov.status, prov.profile) for s in REAL_DATA_SETTINGS]
     profile = prov.profile if prov else "unknown"

@@ -169,6 +169,21 @@ def test_bench_in_the_smoke_profile(tmp_path):
     assert "seconds per epoch" in (tmp_path / "paper" / "benchmarks.md").read_text()
 
 
+def test_a_partial_table_keeps_its_numbers_and_is_listed(tmp_path, monkeypatch):
+    """A table stamped partial (reproduce --cached-only) is reported with its numbers, not as "not run"."""
+    from hybridrl.reporting import PARTIAL
+
+    monkeypatch.setattr(paths, "TABLES", tmp_path)
+    stamp = Provenance("notebooks/12_real_data.py", "paper", "abc", "cpu", "today", 1.0, status=PARTIAL)
+    save_table(pd.DataFrame(dict(setting="one_store", method=["hdpo", "hdpo"], seed=[0, 1],
+                                 test_profit=[550.0, 551.0], profit_vs_oracle_pct=[78.0, 79.0])),
+               "hdpo_real_data", stamp)
+    reproduction.build_report()
+    rows = reproduction.real_data_rows()
+    assert [r.ours for r in rows] == ["78.50% (2 runs)"] and rows[0].profile == "paper"
+    assert "hdpo_real_data" in reproduction._partial_tables
+
+
 def test_reproduction_rows_judge_by_the_interval_over_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "TABLES", tmp_path)
     stamp = Provenance("notebooks/01_lost_sales.py", "quick", "abc", "cpu", "today", 1.0)
