@@ -436,6 +436,24 @@ def plan(profile: str = "paper", chapters: list[str] | None = None) -> pd.DataFr
     return table.assign(steps=table.runs * table.steps_per_run)
 
 
+def estimate_hours(table: pd.DataFrame, seconds_per_step: dict[tuple[str, str], float]) -> pd.DataFrame:
+    """Per chapter of a :func:`plan` table: ``hours`` of training one run at a time, the plan's steps times
+    ``seconds_per_step[(part, method)]`` (measured elsewhere, e.g. by the benchmark chapter) summed over the rows
+    that have a time (NaN if none has); ``measured_steps_pct``, the share of the chapter's steps they cover; and
+    ``not_measured``, the rows that train but have no time (left out, not guessed)."""
+    seconds = pd.Series([seconds_per_step.get((r.part, r.method), math.nan) for r in table.itertuples()],
+                        index=table.index)
+    rows = []
+    for chapter, part in table.assign(seconds=seconds).groupby("chapter", sort=False):
+        measured = part[part.seconds.notna()]
+        missing = part[part.seconds.isna() & (part.steps > 0)]
+        rows.append(dict(chapter=chapter, runs=int(part.runs.sum()), steps=int(part.steps.sum()),
+                         measured_steps_pct=100 * measured.steps.sum() / max(part.steps.sum(), 1),
+                         hours=float((measured.steps * measured.seconds).sum() / 3600) if len(measured) else math.nan,
+                         not_measured=", ".join(f"{r.part}: {r.method}" for r in missing.itertuples()) or "–"))
+    return pd.DataFrame(rows)
+
+
 def plan_markdown(table: pd.DataFrame) -> str:
     """:func:`plan` as Markdown: every row, then the runs and steps of each chapter."""
     from .reporting import markdown_table

@@ -263,20 +263,9 @@ def seconds_per_step(on: str) -> dict:
     return seconds
 
 
-estimates = []
-for on in devices:
-    per_step = seconds_per_step(on)
-    rows = plan.assign(seconds_per_step=[per_step.get((r.part, r.method), float("nan")) for r in plan.itertuples()])
-    for chapter, part in rows.groupby("chapter", sort=False):
-        measured = part[part.seconds_per_step.notna()]
-        missing = part[part.seconds_per_step.isna() & (part.steps > 0)]
-        estimates.append(dict(device=on, chapter=chapter, runs=int(part.runs.sum()), steps=int(part.steps.sum()),
-                              measured_steps_pct=100 * measured.steps.sum() / max(part.steps.sum(), 1),
-                              hours=float((measured.steps * measured.seconds_per_step).sum() / 3600)
-                              if len(measured) else float("nan"),
-                              not_measured=", ".join(f"{r.part}: {r.method}" for r in missing.itertuples()) or "–"))
-estimates = pd.DataFrame(estimates)
-estimates
+estimates = pd.concat([sweeps.estimate_hours(plan, seconds_per_step(on)).assign(device=on) for on in devices],
+                      ignore_index=True)
+estimates[["device", "chapter", "runs", "steps", "measured_steps_pct", "hours", "not_measured"]]
 
 # %% [markdown]
 # ## Writing `paper/benchmarks.md`
@@ -335,7 +324,8 @@ text = "\n".join([
     "times the seconds per step measured above, for the workloads measured here; `hours` covers "
     "`measured_steps_pct` of the chapter's steps; an upper bound in steps and instance sizes, a lower bound where "
     "a single-store run trains four cells at once; see the notebook):", "",
-    reporting.markdown_table(estimates, digits=1), "",
+    reporting.markdown_table(estimates[["device", "chapter", "runs", "steps", "measured_steps_pct", "hours",
+                                        "not_measured"]], digits=1), "",
 ])
 paths.PAPER.mkdir(parents=True, exist_ok=True)
 target = paths.BENCHMARKS if devices == ["cpu"] else paths.BENCHMARKS_GPU  # a CPU run and a GPU run: one each

@@ -1,6 +1,7 @@
 """Sweeps: one mechanism for where runs execute; the Ray backend gives the same records as the local one."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -174,3 +175,15 @@ def test_status_and_cached_only_read_the_cache_and_compute_nothing(tmp_path, mon
     table = network_experiments.run_network_grid("serial", "smoke", workers=1, progress=False).table
     assert list(zip(table.method, table.seed)) == [("vanilla", 0)]
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == files  # nothing computed, nothing written
+
+
+def test_estimated_hours_cover_the_measured_workloads_and_name_the_others():
+    plan = sweeps.plan("paper", ["08_serial", "12_real_data"])
+    steps = plan.set_index(["part", "method"]).steps
+    estimate = sweeps.estimate_hours(plan, {("serial", "vanilla"): 0.5, ("serial", "echelon_base_stock"): 0.25})
+    serial, real = estimate.iloc[0], estimate.iloc[1]
+    assert serial.hours == pytest.approx((0.5 * steps[("serial", "vanilla")]
+                                          + 0.25 * steps[("serial", "echelon_base_stock")]) / 3600)
+    assert serial.measured_steps_pct == 100 and serial.not_measured == "–"
+    assert math.isnan(real.hours) and real.measured_steps_pct == 0
+    assert "real data, one store: hdpo" in real.not_measured and "quantile_nv" not in real.not_measured  # untrained
