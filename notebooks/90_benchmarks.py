@@ -193,22 +193,22 @@ updates
 # `checkpoint=True` (recompute in the backward pass).
 
 # %%
-NETWORK_WORKLOADS = [  # setting, stores, scenarios, batch, policies
-    ("one_warehouse", 50, 8192, 1024, ("vanilla", "symmetry_aware", "echelon_base_stock", "gnn")),
-    ("serial", 1, 32768, 8192, ("vanilla", "echelon_base_stock")),
-    ("transshipment", 10, 8192, 1024, ("vanilla", "symmetry_aware", "gnn")),
-]
+from hybridrl import network_experiments
+
 network_rows = []
-for setting, stores, scenarios, batch, methods in NETWORK_WORKLOADS:
-    sizes = dict(setting=setting, n_stores=stores, n_train=scenarios, batch_size=batch)
+for setting in network_experiments.SETTINGS:  # each at the `paper` budget's largest size and batch
+    paper_budget = network_experiments.network_budget(setting, "paper")
+    batch = paper_budget.configs["vanilla"].batch_size
+    network_sizes = dict(setting=setting, n_stores=max(paper_budget.stores), batch_size=batch,
+                         n_train=min(paper_budget.protocol.n_train, 8 * batch))  # enough steps to time one
     if smoke:
-        sizes.update(n_stores=min(stores, 3), n_train=256, batch_size=128, periods=10)
-    for method in methods:
+        network_sizes.update(n_stores=min(network_sizes["n_stores"], 3), n_train=256, batch_size=128, periods=10)
+    for method in network_experiments.chapter_methods(setting, "paper"):
         extra = dict(checkpoint=True) if method == "gnn" else {}
         for on in devices:
             for graph in (False, True) if on != "cpu" else (False,):
                 try:
-                    t = bench.time_network_epoch(method, device=on, cuda_graph=graph, **sizes, **extra)
+                    t = bench.time_network_epoch(method, device=on, cuda_graph=graph, **network_sizes, **extra)
                 except Exception as err:  # a recorded loop that fails here is reported, not fatal
                     if not graph:
                         raise
