@@ -11,6 +11,9 @@ Methods (``HybridConfig.method``):
 ``exact_mixed`` / ``exact_decentralized``
     Adam on the exact mixed estimator of :func:`hybridrl.estimators.mixed`: G_PW + G_SF (+ G_X), undiscounted
     cost-to-go, a learned value baseline V(s_t), everything on one scale. Unbiased (tests/test_hybrid.py).
+    The policy's gradient is clipped as one vector (continuous and discrete parameters together), so clipping
+    shortens it without turning it (spec R1: one common scale); the entropy bonus ``entropy_start → entropy_end``
+    adds ``−β∇H`` (set both to 0 for ∇J alone), with the states detached in ``exact_decentralized``.
 ``hpo_full`` / ``hpo_decentralized``
     The practical scheme of the paper's reference implementation (spec §5), documented here because it is
     *not* the exact estimator:
@@ -23,9 +26,11 @@ Methods (``HybridConfig.method``):
     4. epoch 0 — **one full-batch step of everything** on ``L_PW + L_clip + vf_coef·L_V − β·H(π^D)``: the
        probability ratio is exactly 1, so the clipped surrogate's gradient is the plain score-function
        estimate, and through the attached states it carries the cross term into the continuous parameters
-       (``hpo_full``); ``hpo_decentralized`` detaches the states, so no cross term;
+       (``hpo_full``); ``hpo_decentralized`` detaches the states in the surrogate *and* in the entropy bonus,
+       so the continuous network gets the pathwise term alone (spec §4.2, §5.7);
     5. epochs 1 … ``ppo_epochs − 1`` — standard PPO minibatch updates of the discrete head and the value
-       network only, on detached states, stopped early when the approximate KL exceeds ``target_kl``.
+       network only, on detached states. They stop at the first minibatch whose approximate KL to the rollout's
+       policy exceeds ``target_kl`` (spec §5.6), before its step is taken.
 
     So the continuous network takes one step per batch and the discrete network up to ``ppo_epochs``
     (spec R9). Deviations from the exact estimator: the std-scaling of the pathwise term, the normalised
@@ -50,18 +55,22 @@ Methods (``HybridConfig.method``):
 
 Learning rates anneal linearly from the base rate (``lr_k = lr_0 · (1 − k/K)`` when ``anneal``, computed from
 the base rate, never compounded: spec R2); the entropy coefficient anneals linearly from ``entropy_start`` to
-``entropy_end``. Gradient norms are clipped per component (continuous, discrete, value; spec §5.10).
+``entropy_end``. Gradient norms are clipped per component (continuous, discrete, value; spec §5.10), except in
+the exact methods (one policy vector). Each run seeds Python's, NumPy's and PyTorch's global generators from
+``seed`` (spec R4), although everything here draws from explicit ``torch.Generator`` objects.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -102,6 +111,10 @@ class HybridConfig:
     vf_coef: float = 0.5
     clip_value: bool = False
     pathwise_coef: float = 1.0
+    reward_scaling: bool = True
+    """Divide the costs by their batch standard deviation: before GAE (the value network then learns scaled
+    returns) and, for HPO and Gumbel-softmax, in the pathwise loss. The reference does this for HPO on the JRP
+    and not for PPO on the S-LQR (spec §9); off, the value network learns the costs as they are."""
     entropy_start: float = 0.01
     entropy_end: float = 0.0
     max_grad_norm: float | None = 5.0
@@ -210,6 +223,12 @@ def _clip_groups(groups: dict[str, list[nn.Parameter]], max_norm: float | None) 
     return norms
 
 
+def _one_policy_group(groups: dict[str, list[nn.Parameter]]) -> dict[str, list[nn.Parameter]]:
+    """The exact methods' clipping groups: the policy's parameters as one vector (clipping it keeps the
+    direction of G_PW + G_SF + G_X), the value network apart."""
+    return {"policy": [*groups["continuous"], *groups["discrete"]], "value": groups["value"]}
+
+
 def _log_prob_choice(policy: HybridPolicy, observation: Tensor, choice: Tensor) -> tuple[Tensor, Tensor]:
     logits = policy.discrete(observation)
     log_probs = torch.log_softmax(logits, -1)
@@ -251,7 +270,10 @@ def train_hybrid(
     from .train import resolve_device
 
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # nothing here should draw from the global generator; this guards the rest
+    # nothing here should draw from the global generators (spec R4 seeds them all the same)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     train, dev = train.to(device), dev.to(device)
     if policy is None:
@@ -352,20 +374,23 @@ def _exact_update(policy, value, problem, batch, config, optimizer, groups, gene
     observation = traj.observation.detach()
     returns = cost_to_go(traj.cost.detach())
     baseline = value(observation).squeeze(-1)
-    loss = mixed(traj, cross=config.method == "exact_mixed", baseline=baseline)
-    loss = loss - entropy_coef * traj.entropy.sum(-1).mean() + config.vf_coef * 0.5 * ((baseline - returns) ** 2).mean()
+    cross = config.method == "exact_mixed"
+    entropy = traj.entropy if cross else traj.entropy_fixed_state
+    loss = mixed(traj, cross=cross, baseline=baseline)
+    loss = loss - entropy_coef * entropy.sum(-1).mean() + config.vf_coef * 0.5 * ((baseline - returns) ** 2).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    _clip_groups(groups, config.max_grad_norm)
+    _clip_groups(_one_policy_group(groups), config.max_grad_norm)
     optimizer.step()
     return float(traj.cost.detach().sum(-1).mean())
 
 
 def _advantages(traj: HybridTrajectory, value, problem, batch, config) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """GAE advantages (normalised) and returns on std-scaled costs; also the old values and the scale."""
+    """GAE advantages (normalised) and returns on the costs divided by ``scale``, their batch standard deviation
+    (1 without ``reward_scaling``); also the old values and the scale."""
     with torch.no_grad():
         cost = traj.cost.detach()
-        scale = cost.std().clamp(min=1e-8)
+        scale = cost.std().clamp(min=1e-8) if config.reward_scaling else cost.new_ones(())
         observation = traj.observation.detach()
         values = value(observation).squeeze(-1)
         last = torch.zeros_like(values[:, 0])
@@ -396,6 +421,11 @@ def _ppo_epochs(policy, value, traj, advantages, returns, old_values, old_log_pr
                                                                traj.pre_action[idx], config.exploration_std)
             log_ratio = new_log_prob - old_log_prob[idx]
             ratio = log_ratio.exp()
+            if config.target_kl is not None:  # this policy has moved too far from the rollout's: stop (no step)
+                with torch.no_grad():
+                    if float(((ratio - 1) - log_ratio).mean()) > config.target_kl:
+                        stop = True
+                        break
             adv = advantages[idx]
             surrogate = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv).mean()
             loss = (surrogate + config.vf_coef * _value_loss(value, observation[idx], returns[idx], old_values[idx], config)
@@ -407,32 +437,13 @@ def _ppo_epochs(policy, value, traj, advantages, returns, old_values, old_log_pr
                     p.grad = None
             _clip_groups(groups, config.max_grad_norm)
             optimizer.step()
-            with torch.no_grad():
-                approx_kl = float(((ratio - 1) - log_ratio).mean())
-            if config.target_kl is not None and approx_kl > 1.5 * config.target_kl:
-                stop = True
-                break
         if stop:
             break
 
 
 def _hpo_update(policy, value, problem, batch, config, optimizer, groups, generator, entropy_coef) -> float:
     traj = hybrid_rollout(policy, problem, batch, generator=generator)
-    advantages, returns, old_values, scale = _advantages(traj, value, problem, batch, config)
-    T = traj.cost.shape[1]
-    window = slice(config.buffer_periods, T - config.buffer_periods)
-    pathwise = config.pathwise_coef * traj.cost[:, window].mean() / scale
-    # epoch 0: one full-batch step on everything; log π^D with attached states carries the cross term
-    log_prob = traj.log_prob if config.method == "hpo_full" else traj.log_prob_fixed_state
-    old_log_prob = log_prob.detach()
-    ratio = (log_prob - old_log_prob).exp()  # exactly 1, with the score function as its gradient
-    surrogate = -torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages).mean()
-    observation = traj.observation.detach()
-    loss = (pathwise + surrogate + config.vf_coef * _value_loss(value, observation, returns, old_values, config)
-            - entropy_coef * traj.entropy.mean())
-    clip_fraction = float(((ratio - 1).abs() > config.clip).float().mean())
-    if clip_fraction > 0:
-        raise RuntimeError(f"HPO epoch 0: the probability ratio must be exactly 1 (clip fraction {clip_fraction})")
+    loss, _, (advantages, returns, old_values) = hpo_first_loss(traj, value, problem, batch, config, entropy_coef)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     _clip_groups(groups, config.max_grad_norm)
@@ -444,6 +455,30 @@ def _hpo_update(policy, value, problem, batch, config, optimizer, groups, genera
     return float(traj.cost.detach().sum(-1).mean())
 
 
+def hpo_first_loss(traj: HybridTrajectory, value: nn.Module, problem: HybridProblem, batch: Episode,
+                   config: HybridConfig, entropy_coef: float) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """The loss of HPO's full-batch first step (module docstring, steps 2-4) on a rollout ``traj``: returns the
+    loss, its pathwise part, and the (normalised advantages, returns, old values) the PPO epochs reuse. In
+    ``hpo_decentralized`` only the pathwise part reaches the continuous parameters."""
+    advantages, returns, old_values, scale = _advantages(traj, value, problem, batch, config)
+    T = traj.cost.shape[1]
+    window = slice(config.buffer_periods, T - config.buffer_periods)
+    pathwise = config.pathwise_coef * traj.cost[:, window].mean() / scale
+    # epoch 0: one full-batch step on everything; log π^D with attached states carries the cross term
+    log_prob = traj.log_prob if config.method == "hpo_full" else traj.log_prob_fixed_state
+    old_log_prob = log_prob.detach()
+    ratio = (log_prob - old_log_prob).exp()  # exactly 1, with the score function as its gradient
+    surrogate = -torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages).mean()
+    observation = traj.observation.detach()
+    entropy = traj.entropy if config.method == "hpo_full" else traj.entropy_fixed_state
+    loss = (pathwise + surrogate + config.vf_coef * _value_loss(value, observation, returns, old_values, config)
+            - entropy_coef * entropy.mean())
+    clip_fraction = float(((ratio - 1).abs() > config.clip).float().mean())
+    if clip_fraction > 0:
+        raise RuntimeError(f"HPO epoch 0: the probability ratio must be exactly 1 (clip fraction {clip_fraction})")
+    return loss, pathwise, (advantages, returns, old_values)
+
+
 def _gumbel_update(policy, problem, batch, config, optimizer, groups, generator, frac: float) -> float:
     """One pathwise step through the Gumbel-softmax-relaxed simulator (module docstring, ``gumbel_st``)."""
     temperature = config.temperature_start * (config.temperature_end / config.temperature_start) ** frac
@@ -451,7 +486,9 @@ def _gumbel_update(policy, problem, batch, config, optimizer, groups, generator,
                            straight_through=config.straight_through)
     T = cost.shape[1]
     window = slice(config.buffer_periods, T - config.buffer_periods)
-    loss = config.pathwise_coef * cost[:, window].mean() / cost.detach().std().clamp(min=1e-8)
+    loss = config.pathwise_coef * cost[:, window].mean()
+    if config.reward_scaling:
+        loss = loss / cost.detach().std().clamp(min=1e-8)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     _clip_groups(groups, config.max_grad_norm)

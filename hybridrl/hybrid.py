@@ -235,7 +235,9 @@ class HybridTrajectory:
 
     ``cost`` keeps its graph to the continuous parameters with the sampled choices held fixed (pathwise term);
     ``log_prob`` = log π^D(d_t | s_t) keeps the graph through ``s_t`` (score-function and cross terms);
-    ``log_prob_fixed_state`` detaches ``s_t`` (score-function term only). With Gaussian exploration of the
+    ``log_prob_fixed_state`` detaches ``s_t`` (score-function term only), and so does ``entropy_fixed_state`` (the
+    entropy of π^D(· | s_t) with ``s_t`` detached: the decentralized updates' entropy bonus, which must not reach
+    the continuous parameters through the state either). With Gaussian exploration of the
     continuous action (PPO, the pure score-function estimator), the noise is added to the chosen sub-range's
     pre-activation, ``z_t = z(s_t, d_t) + σε`` (so the explored action stays in its sub-range), ``pre_action``
     records ``z_t`` and ``log_prob_action`` is log N(z_t; z(s_t, d_t), σ²) summed over the action's
@@ -246,6 +248,7 @@ class HybridTrajectory:
     log_prob: Tensor
     log_prob_fixed_state: Tensor
     entropy: Tensor
+    entropy_fixed_state: Tensor
     choice: Tensor
     action: Tensor  # [B, T, p]
     observation: Tensor  # [B, T, observation_dim]
@@ -289,7 +292,8 @@ def hybrid_rollout(
         check_positive("exploration_std", exploration_std)
     state = episode.state
     records: dict[str, list[Tensor]] = {k: [] for k in
-                                        ("cost", "log_prob", "fixed", "entropy", "choice", "action", "obs", "lpa", "pre")}
+                                        ("cost", "log_prob", "fixed", "entropy", "fixed_entropy", "choice", "action", "obs",
+                                         "lpa", "pre")}
     for t in range(problem.horizon):
         observation = problem.observe(state, t, episode)
         logits, actions = policy(observation)
@@ -310,19 +314,22 @@ def hybrid_rollout(
             action = policy.map_actions(z.detach().scatter(1, index, sample[:, None])).gather(1, index).squeeze(1)
             records["pre"].append(sample)
             records["lpa"].append(gaussian_log_prob(sample, mean, exploration_std))
-        fixed = torch.log_softmax(policy.discrete(observation.detach()), -1).gather(1, choice[:, None]).squeeze(1)
+        fixed_log_probs = torch.log_softmax(policy.discrete(observation.detach()), -1)
+        fixed = fixed_log_probs.gather(1, choice[:, None]).squeeze(1)
         state, cost = problem.step(state, choice, action, t, episode)
         records["cost"].append(cost)
         records["log_prob"].append(log_probs.gather(1, choice[:, None]).squeeze(1))
         records["fixed"].append(fixed)
         records["entropy"].append(-(log_probs.exp() * log_probs).sum(-1))
+        records["fixed_entropy"].append(-(fixed_log_probs.exp() * fixed_log_probs).sum(-1))
         records["choice"].append(choice)
         records["action"].append(action)
         records["obs"].append(observation)
     stack = {k: torch.stack(v, 1) for k, v in records.items() if v}
     return HybridTrajectory(
         cost=stack["cost"], log_prob=stack["log_prob"], log_prob_fixed_state=stack["fixed"],
-        entropy=stack["entropy"], choice=stack["choice"], action=stack["action"], observation=stack["obs"],
+        entropy=stack["entropy"], entropy_fixed_state=stack["fixed_entropy"], choice=stack["choice"],
+        action=stack["action"], observation=stack["obs"],
         final_state=state, log_prob_action=stack.get("lpa"), pre_action=stack.get("pre"),
     )
 

@@ -146,7 +146,9 @@ NETWORK_BUDGETS = {
     ("one_warehouse", "paper"): NetworkBudget(Protocol(n_train=8192, n_dev=8192, n_test=8192),
                                               _paper_configs(1024, **dict(_LRS, vanilla=3e-4)),
                                               (3, 5, 10, 20, 30, 50), (0, 1, 2),
-                                              data_sizes=(2, 8, 32, 128, 512, 2048, 8192), hidden=(512, 512, 512)),
+                                              # §3.2: 16, 256, 8192 (2, 4, 8 for the symmetry-aware net), and more
+                                              data_sizes=(2, 4, 8, 16, 32, 128, 256, 512, 2048, 8192),
+                                              hidden=(512, 512, 512)),
     ("transshipment", "paper"): NetworkBudget(Protocol(), _paper_configs(1024, **dict(_LRS, vanilla=1e-4)),
                                               (3, 5, 10), (0, 1, 2)),
 }
@@ -314,9 +316,10 @@ COMPARISON_BUDGETS = {
 COMPARISON_SETTINGS = ("lost_sales", "one_warehouse")
 
 
-def _comparison_problem(setting: str):
+def _comparison_problem(setting: str, profile: str):
     """The two settings: single-store lost sales (L = 2, p = 9, Poisson(5)) with its exact optimum, and one
-    warehouse with 5 stores with its lower bound; each with its vanilla policy."""
+    warehouse with 5 stores with its lower bound; each with its vanilla policy (on one warehouse, the layers of
+    the profile's one-warehouse grid: the spec's [512]×3 in ``paper``)."""
     from .experiments import lost_sales_grid
     from .policies import VanillaMLP
     from .references import lost_sales_optimum
@@ -331,7 +334,8 @@ def _comparison_problem(setting: str):
     from .network_policies import NetworkMLP
 
     return (network, lambda protocol: make_network_splits(network, protocol),
-            lambda seed: NetworkMLP(network, init_seed=seed), lower_bound("one_warehouse", 5), False)
+            lambda seed: NetworkMLP(network, hidden=network_budget("one_warehouse", profile).hidden, init_seed=seed),
+            lower_bound("one_warehouse", 5), False)
 
 
 def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str = "quick", *,
@@ -350,6 +354,9 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
     config = replace(budget.config, seed=seed, estimator="pathwise" if method == "hdpo" else "reinforce")
     description = dict(experiment="reinforce_comparison", setting=setting, method=method,
                        protocol=asdict(budget.protocol), variance=budget.variance_batches,
+                       **({} if setting == "lost_sales" else dict(  # the instance and the vanilla net's layers
+                           network=repr(make_network("one_warehouse", 5)),
+                           hidden=network_budget("one_warehouse", profile).hidden)),
                        config=dict(config_key(config), progress=config.progress),  # (in this key from the start)
                        version=__version__, format=RESULT_FORMAT)
     namespace = f"network/reinforce_comparison/{setting}"
@@ -357,7 +364,7 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
 
     def compute() -> dict:
         torch.set_num_threads(1)
-        problem, splits_of, policy_of, reference, integer = _comparison_problem(setting)
+        problem, splits_of, policy_of, reference, integer = _comparison_problem(setting, profile)
         splits = splits_of(budget.protocol)
         policy = policy_of(seed)
         if method == "reinforce":

@@ -31,6 +31,7 @@ comes first in the network's edge order).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -98,10 +99,18 @@ class EchelonBaseStock(nn.Module):
 
 class NetworkMLP(nn.Module):
     """The vanilla network policy (spec §6.2): an ELU MLP of all inventory vectors (each divided by its
-    location's demand), one output ``z_e`` per edge, mapped as the reference maps it: an internal edge asks for
-    ``sigmoid(z_e)`` times its supplier's on-hand, an outside edge for ``sigmoid(z_e)·U_k`` with ``U_k`` four times
-    the demand through its receiver (the spec's outside-order bound ``U = 4·Σ mean``). Bounded requests keep a
-    freshly initialised network from flooding the system. Its size grows with the network."""
+    location's demand), one output ``z_e`` per edge, mapped as the reference maps it:
+
+    * the internal edges out of a supplier ``k`` share its on-hand by a **softmax** over their logits, plus a
+      "keep" option of weight ``e^0 = 1`` when ``k`` holds stock: edge ``e`` asks for
+      ``e^{z_e} / (Σ_{e' out of k} e^{z_e'} + 1) · on-hand_k``, which never exceeds what ``k`` has. A transshipment
+      center, which cannot hold stock, has no keep option and ships everything. With one receiver this is
+      ``sigmoid(z_e)·on-hand_k``, the serial system's map, so one mechanism covers every network;
+    * an outside edge asks for ``sigmoid(z_e)·U_k``, with ``U_k`` four times the demand through its receiver (the
+      spec's outside-order bound ``U = 4·Σ mean``).
+
+    Bounded requests keep a freshly initialised network from flooding the system. Its size grows with the
+    network."""
 
     def __init__(self, network: Network, hidden: Sequence[int] = (256, 256, 256), init_seed: int = 0):
         super().__init__()
@@ -113,31 +122,56 @@ class NetworkMLP(nn.Module):
         self.register_buffer("internal", supplier >= 0)
         self.register_buffer("source", supplier.clamp_min(0))
         self.register_buffer("bound", 4.0 * location_demand(network)[receiver])
+        self.register_buffer("internal_edges", torch.nonzero(supplier >= 0).flatten())
+        self.register_buffer("outside_edges", torch.nonzero(supplier < 0).flatten())
+        self.register_buffer("internal_source", supplier[self.internal_edges])
+        supplies = torch.zeros(network.n_locations, dtype=torch.bool).index_fill(0, self.internal_source, True)
+        self.register_buffer("supplies", supplies)
+        self.register_buffer("keeps", supplies & network.tensor("holds_stock"))  # a keep option of weight 1
 
     def forward(self, obs: NetworkObservation) -> Tensor:
         x = (obs.inventory / self.scale[:, None]).flatten(1)
-        fraction = torch.sigmoid(self.mlp(x.unsqueeze(0))[0])  # [B, E]
-        on_hand = obs.on_hand.clamp_min(0.0)[:, self.source]
-        return fraction * torch.where(self.internal, on_hand, self.bound)
+        z = self.mlp(x.unsqueeze(0))[0]  # [B, E]
+        out = torch.zeros_like(z).index_copy(1, self.outside_edges,
+                                             torch.sigmoid(z[:, self.outside_edges]) * self.bound[self.outside_edges])
+        if not len(self.internal_edges):
+            return out
+        # softmax over each supplier's out-edges (and keep, logit 0), shifted by the supplier's largest logit
+        logits, src = z[:, self.internal_edges], self.internal_source
+        B, N = z.shape[0], self.network.n_locations
+        with torch.no_grad():
+            top = torch.full((B, N), -math.inf, dtype=z.dtype, device=z.device).scatter_reduce(
+                1, src.expand(B, -1), logits, "amax")
+            top = torch.where(self.keeps, top.clamp_min(0.0), torch.where(self.supplies, top, torch.zeros_like(top)))
+        weight = torch.exp(logits - top[:, src])
+        total = torch.zeros_like(top).index_add(1, src, weight) + self.keeps * torch.exp(-top)
+        on_hand = obs.on_hand.clamp_min(0.0)[:, src]
+        return out.index_copy(1, self.internal_edges, weight / total[:, src] * on_hand)
 
 
 class SymmetryAware(nn.Module):
     """Shared store weights plus a state summary (spec §6.2, v2's symmetry-aware net; module docstring).
 
-    * context ``c = sigmoid(MLP(all inventory vectors / demand))``, ``context`` numbers;
-    * an edge into a **store**: the shared store head on ``[store's inventory vector / μ_s, μ_s, σ_s/μ_s, p_s,
-      h_s, L_e, c]`` -> ``μ_s · softplus(z)``;
-    * an edge into any other location: that location's own head on ``[its inventory vector / μ_k, c]`` ->
-      ``μ_k · softplus(z)``.
+    * context ``c = sigmoid(MLP(all inventory vectors / demand))``: hidden [256], 256 numbers;
+    * an edge into a **store**: one store head shared by all stores (hidden [32, 32]) on ``[store's inventory
+      vector / μ_s, μ_s, σ_s/μ_s, p_s, h_s, L_e, c]`` -> ``μ_s · softplus(z)``;
+    * an edge into any other location: that location's own head (hidden [16, 16]) on ``[its inventory vector /
+      μ_k, c]`` -> ``sigmoid(z)·U_k``, with ``U_k`` four times the demand through it (the outside-order bound).
+
+    The store requests are rationed to the warehouse's on-hand proportionally by the simulator. Two documented
+    departures from the spec's description: the store head's output is in units of the store's mean demand
+    (``μ_s·softplus``, as every network here is scaled), and it also sees ``h_s``, which the spec's input list
+    leaves out (the stores' holding costs differ, so the shared head needs it to tell them apart).
     """
 
-    def __init__(self, network: Network, context: int = 64, context_hidden: Sequence[int] = (128,),
+    def __init__(self, network: Network, context: int = 256, context_hidden: Sequence[int] = (256,),
                  store_hidden: Sequence[int] = (32, 32), upstream_hidden: Sequence[int] = (16, 16), init_seed: int = 0):
         super().__init__()
         self.network = network
         n = network.n_slots
         check_int("context", context, minimum=1)
         self.register_buffer("scale", location_demand(network))
+        self.register_buffer("bound", 4.0 * location_demand(network))
         self.context = MemberMLP([network.n_locations * n, *context_hidden, context], 1, [init_seed])
         self.store_head = MemberMLP([n + 5 + context, *store_hidden, 1], 1, [init_seed + 1])
         receiver = network.tensor("receiver")
@@ -174,7 +208,7 @@ class SymmetryAware(nn.Module):
             out = out.index_copy(1, self.store_edges, self.scale[r] * F.softplus(z))
         for i, (head, k) in enumerate(zip(self.upstream_heads, self.upstream_receivers)):
             z = head(torch.cat([x[:, k], c], dim=-1).unsqueeze(0))[0, :, 0]
-            out = out.index_copy(1, self.upstream_edges[i: i + 1], (self.scale[k] * F.softplus(z)).unsqueeze(1))
+            out = out.index_copy(1, self.upstream_edges[i: i + 1], (self.bound[k] * torch.sigmoid(z)).unsqueeze(1))
         return out
 
 
@@ -210,7 +244,10 @@ class GraphNetwork(nn.Module):
     target])`` (virtual endpoints are zeros).
 
     **Output**: an MLP ``[hidden, hidden] -> 1`` on the final embedding of every supply edge and every keep
-    edge, ``softplus``, times the demand scale of the edge's receiver (for a keep edge, of its location).
+    edge, ``softplus``, times the demand scale of the edge's receiver (for a keep edge, of its location). The
+    reference starts the output bias at 5.0 in units, about one period's mean demand (store means 2.5-7.5); our
+    outputs are in units of the receiver's demand, where the default initialisation starts near softplus(0) ≈
+    0.7 of it, so we keep the default rather than carry 5.0 over into a scale where it would mean five periods.
     Requests are returned in the network's edge order ``[B, E]``. With ``keep=True`` (the default, spec §6.2:
     "the internal out-edge flows plus the self-loop are scaled by min(1, on-hand/Σ)"), the internal requests
     out of each location with a keep edge are multiplied by ``min(1, on-hand / (Σ out-requests + keep))``, so
@@ -431,7 +468,10 @@ class NetworkDataDriven(nn.Module):
     they are left out.
 
     **Network**: one ELU MLP (:class:`~hybridrl.policies.MemberMLP`, ``hidden`` layers, one member), one output
-    ``z_e`` per edge, with output bias initialised to 1.0 (spec: ReLU output, initial bias 1).
+    ``z_e`` per edge, with output bias initialised to 1.0 (spec: ReLU output, initial bias 1). The default layers
+    ``(128, 128)`` are wider than the spec's [64, 64] (a departure, used in every profile): on the real-data
+    network the input has about 400 numbers (21 stores × 16 past demands, every location's inventory) and the
+    output 45; we have not measured whether [64, 64] does as well.
 
     **Requests**: ``scale_e · relu(z_e)``. With ``share=False``, ``scale_e`` is the demand scale of the edge's
     receiver (a store edge: the store's ``mean_demand``; an outside edge into a warehouse: the sum of its stores'

@@ -51,9 +51,9 @@ scale; never the demand of period ``t`` or later (spec R8). :mod:`hybridrl.favor
 Instances
 ---------
 :func:`serial_network` (spec §4.3), :func:`one_warehouse_network` (§4.4), :func:`transshipment_network` (§4.5).
-Store parameters are drawn from one seed store by store, so the first stores of a larger instance are the
-smaller instance (spec §4.4: "stores 1-5 form the S = 5 instance"); the reference's exact draws are not
-reproducible (spec §10.7), so ours are our own.
+Store parameters are the reference's own draws (spec §3.1): one legacy NumPy seed per component, each giving a
+vector over the stores, so the first stores of a larger instance are the smaller instance (spec §4.4: "stores
+1-5 form the S = 5 instance") and the S = 10 instance is the spec's table of check values (a test checks it).
 """
 
 from __future__ import annotations
@@ -286,19 +286,33 @@ def serial_network(penalty: float = 9.0, *, lead_times=SERIAL_LEAD_TIMES, holdin
     return Network("serial", locations, edges, unmet_demand="backlog", initial_inventory=0.0)
 
 
+INSTANCE_SEEDS = {"mean": 33, "cv": 92, "underage_cost": 28, "holding_cost": 73, "lead_time": 41}
+"""The reference's seed of each random component of a synthetic instance (spec §3.1)."""
+
+
 def draw_stores(n_stores: int, seed: int = 0, *, mean=(2.5, 7.5), cv=(0.25, 0.5), underage=(6.3, 11.7),
                 holding=(0.7, 1.3), lead_times=(2, 3)) -> list[dict]:
-    """Store parameters of spec §4.4, drawn store by store from one generator (the first ``k`` stores are the
-    same for every ``n_stores ≥ k``): mean ~ U[2.5, 7.5], cv ~ U[0.25, 0.5], std = mean·cv, p ~ U[6.3, 11.7],
-    h ~ U[0.7, 1.3], L uniform on ``lead_times``."""
+    """Store parameters of spec §3.1 and §4.4, drawn as the reference draws them: for each component, a legacy
+    NumPy generator seeded with :data:`INSTANCE_SEEDS` (``+ seed``: ``seed = 0`` is the published instance,
+    another value a different one) draws one vector over the stores. mean ~ U[2.5, 7.5] rounded to 3 decimals,
+    cv ~ U[0.25, 0.5] with std = round(mean·cv, 3), p ~ U[6.3, 11.7], h ~ U[0.7, 1.3], L an integer in
+    ``lead_times`` (a contiguous range). The first ``k`` stores are the same for every ``n_stores ≥ k``."""
     check_int("n_stores", n_stores, minimum=1)
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_stores):
-        m, c, p, h = rng.uniform(*mean), rng.uniform(*cv), rng.uniform(*underage), rng.uniform(*holding)
-        out.append(dict(mean=float(m), std=float(m * c), underage_cost=float(p), holding_cost=float(h),
-                        lead_time=int(rng.choice(lead_times))))
-    return out
+    check_int("seed", seed, minimum=0)
+    lo, hi = min(lead_times), max(lead_times)
+    if tuple(lead_times) != tuple(range(lo, hi + 1)):
+        raise ValueError(f"lead_times must be a contiguous range of integers, got {lead_times!r}")
+
+    def draw(component: str):
+        return np.random.RandomState(INSTANCE_SEEDS[component] + seed)
+
+    means = np.round(draw("mean").uniform(*mean, n_stores), 3)
+    stds = np.round(means * draw("cv").uniform(*cv, n_stores), 3)
+    p = draw("underage_cost").uniform(*underage, n_stores)
+    h = draw("holding_cost").uniform(*holding, n_stores)
+    L = draw("lead_time").randint(lo, hi + 1, n_stores)
+    return [dict(mean=float(means[i]), std=float(stds[i]), underage_cost=float(p[i]), holding_cost=float(h[i]),
+                 lead_time=int(L[i])) for i in range(n_stores)]
 
 
 def one_warehouse_network(n_stores: int = 5, *, seed: int = 0, warehouse_holding: float = 0.3,

@@ -43,6 +43,10 @@ JRP_PUBLISHED = {
     20: (39.08, 39.26, 39.23), 30: (39.43, 39.54, 51.67), 40: (40.40, 40.82, 70.37), 50: (43.47, 42.95, 81.36),
     60: (50.28, 49.92, 89.29), 70: (56.76, 58.37, 98.64),
 }
+# HPO spec §10.2: the HPO reference ("floor", §8: the mean of the five best HPO runs) per n, for the B = 128 and
+# B = 512 sweeps; spec §13 asks for HPO within about 1 % of it at those batch sizes.
+JRP_REFERENCE_TOP5 = {1: 34.90, 3: 37.02, 5: 38.45, 7: 36.28, 10: 38.53, 15: 37.97, 20: 38.75, 30: 38.34, 40: 38.51,
+                      50: 38.39}
 # HPO spec §10.1: HPO vs PPO mean test cost per item and period (other sweeps), n -> (HPO, PPO).
 JRP_PUBLISHED_FIGURE = {
     1: (34.94, 34.92), 3: (37.07, 37.07), 5: (38.57, 38.55), 7: (36.32, 36.43), 10: (38.75, 38.93),
@@ -352,14 +356,29 @@ def jrp_rows() -> list[Row]:
             rows.append(Row(experiment, f"PPO vs HPO, n={r.n_items}", "HPO spec §10.3", target, ours, "n/a",
                             "not judged", profile))
     tol = HPO_TOLERANCE["published_hpo"].get(profile)
+    from .hpo_experiments import JRP_BUDGETS
+
+    batch = JRP_BUDGETS[profile].configs["hpo_full"].batch_size if profile in JRP_BUDGETS else "another batch"
+    runs, _ = _table("hpo_jrp")
+    for n, part in ([] if runs is None else runs[runs.method == "hpo_full"].groupby("n_items")):
+        reference = JRP_REFERENCE_TOP5.get(int(n))
+        if reference is None:
+            continue
+        best = part.test_cost.nsmallest(5)
+        gap = 100 * (float(best.mean()) / reference - 1)
+        rows.append(Row(experiment, f"HPO mean of the {len(best)} best runs, n={n}",
+                        "HPO spec §10.2 reference (§8 floor; B = 128 / 512)", f"{reference:.2f}",
+                        f"{best.mean():.2f} ({gap:+.2f} %, {len(part)} runs)", f"±{tol}%" if tol else "n/a",
+                        _judge(abs(gap) <= tol) if tol and len(best) == 5 else
+                        "not judged (the paper protocol, with at least 5 runs)", profile))
     for r in summary[summary.method == "hpo_full"].itertuples():
         published = JRP_PUBLISHED.get(int(r.n_items))
         if published:
             gap = [100 * (v / published[0] - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
-            rows.append(Row(experiment, f"HPO cost per item and period, n={r.n_items}", "HPO spec §10.3 (HPOFull)",
+            rows.append(Row(experiment, f"HPO cost per item and period, n={r.n_items}", "HPO spec §10.3 (HPOFull, B = 16)",
                             f"{published[0]:.2f}", f"{r.test_cost:.2f}; vs published " + _interval(*gap, int(r.runs)),
                             f"±{tol}%" if tol else "n/a",
-                            judge(gap[1], gap[2], tol) if tol else "not judged (only the paper protocol is comparable)",
+                            f"not judged: B = 16 there, {batch} here (the §10.2 rows are the like-for-like ones)",
                             profile))
     return rows
 

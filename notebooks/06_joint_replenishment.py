@@ -76,7 +76,7 @@ pd.DataFrame({m: vars(c) for m, c in budget.configs.items()}).drop(index=["seed"
 # 1600 updates of [512, 512], and larger learning rates. The `paper` profile is the published protocol.
 #
 # **Read the quick numbers as a comparison at equal budget, not as converged costs.** With 200 updates HPO is
-# close to the published costs for few items (about 35.6 per item and period for $n = 1$, published 34.96) but
+# close to the published costs for few items (about 35.4 per item and period for $n = 1$, published 34.96) but
 # far from them for many (about 55 for $n = 20$, published 39.08): it is still improving when the budget ends
 # (600 updates bring $n = 20$ to about 50 in our trials). PPO, given the same updates, is further behind as $n$
 # grows, which is the paper's claim; its size at convergence is what the `paper` profile measures.

@@ -113,9 +113,10 @@ variance.assign(ratio=lambda d: d.reinforce / d.hdpo)
 # %% [markdown]
 # **What our `quick` runs show.** With the same steps, HDPO ends closer to the optimum on lost sales (about
 # 0.4 % against 0.8 %) in half the wall-clock time (REINFORCE also trains a value network), and lower on one
-# warehouse with five stores (about 16.2 % against 18.2 % above the lower bound, in about the same time). The
-# clearest difference is in the gradients (table above, medians over checkpoints): on one warehouse one
-# minibatch's pathwise gradient has a relative variance about 50 times smaller than REINFORCE's, and on lost
+# warehouse with five stores (about 19.0 % against 28.2 % above the lower bound, in about the same time;
+# REINFORCE's two seeds end 7 points apart). The clearest difference is in the gradients (table above, medians
+# over checkpoints): on one warehouse one minibatch's pathwise gradient has a relative variance about 700 times
+# smaller than REINFORCE's (0.028 against 20), and on lost
 # sales REINFORCE's minibatches scatter so much that eight of them cannot resolve the mean gradient at most
 # checkpoints (the estimate is reported as infinite; `hybridrl.estimators.gradient_variance`), while the
 # pathwise one stays near 0.25. At these small sizes REINFORCE

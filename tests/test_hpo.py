@@ -125,3 +125,81 @@ def test_an_interrupted_hybrid_training_resumes_from_its_checkpoint(method, lqr,
     assert resumed.best_update == whole.best_update
     for a, b in zip(whole.policy.parameters(), resumed.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def _first_step_gradients(problem, episode, method, **kw):
+    """The continuous parameters' gradient of HPO's first-step loss and of its pathwise part alone, on one
+    rollout (the same choices for both)."""
+    from hybridrl.hpo import hpo_first_loss
+    from hybridrl.hybrid import HybridPolicy, hybrid_rollout, mlp
+
+    config = _small(method, entropy_start=0.5, **kw)
+    policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(16,), init_seed=3)
+    value = mlp([problem.observation_dim, 16, 1], "tanh", torch.Generator().manual_seed(4), head_std=1.0)
+    traj = hybrid_rollout(policy, problem, episode, generator=torch.Generator().manual_seed(5))
+    loss, pathwise, _ = hpo_first_loss(traj, value, problem, episode, config, entropy_coef=0.5)
+    params = policy.continuous_parameters()
+    full = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    alone = torch.autograd.grad(pathwise, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, full)], alone
+
+
+def test_decentralized_hpo_moves_the_continuous_network_by_the_pathwise_term_alone(lqr):
+    """Spec §4.2, §5.7: without the cross term, θ_C gets G_PW only, also from the entropy bonus (states detached
+    there too). Full HPO differs from it by the cross term and the entropy's path through the states."""
+    problem, splits = lqr
+    full, alone = _first_step_gradients(problem, splits.train[:64], "hpo_decentralized")
+    for g, h in zip(full, alone):
+        torch.testing.assert_close(g, h, rtol=1e-6, atol=1e-9)
+    full, alone = _first_step_gradients(problem, splits.train[:64], "hpo_full")
+    assert any(not torch.allclose(g, h, rtol=1e-3, atol=1e-6) for g, h in zip(full, alone))
+
+
+def test_ppo_epochs_stop_before_the_step_that_would_exceed_target_kl(lqr):
+    """Spec §5.6: the PPO epochs stop when the approximate KL to the rollout's policy exceeds target_kl. After
+    HPO's first step the discrete head has moved, so a target of 1e-12 stops the epochs at their first
+    minibatch, with no step taken: the same update as with no PPO epochs at all."""
+    problem, splits = lqr
+    none = train_hybrid(problem, splits.train, splits.dev, replace(_small("hpo_full", ppo_epochs=1), updates=1))
+    stopped = train_hybrid(problem, splits.train, splits.dev,
+                           replace(_small("hpo_full", ppo_epochs=4, target_kl=1e-12), updates=1))
+    moved = train_hybrid(problem, splits.train, splits.dev, replace(_small("hpo_full", ppo_epochs=4), updates=1))
+    same = [torch.equal(p, q) for p, q in zip(none.policy.parameters(), stopped.policy.parameters())]
+    assert all(same)
+    assert not all(torch.equal(p, q) for p, q in zip(none.policy.parameters(), moved.policy.parameters()))
+
+
+def test_exact_methods_clip_the_policy_gradient_as_one_vector():
+    """Spec R1: the exact estimator keeps one common scale, so clipping may shorten the policy's gradient but
+    not turn it (per-network clipping would rescale G_PW against G_SF)."""
+    from hybridrl.hpo import _clip_groups, _one_policy_group
+
+    a, b, v = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+    groups = {"continuous": [a], "discrete": [b], "value": [v]}
+    a.grad, b.grad, v.grad = torch.tensor([30.0, 0, 0]), torch.tensor([0, 40.0, 0]), torch.tensor([0, 0, 1.0])
+    _clip_groups(_one_policy_group(groups), 5.0)
+    torch.testing.assert_close(a.grad, torch.tensor([3.0, 0, 0]))  # the joint norm 50 -> 5: both scaled by 0.1
+    torch.testing.assert_close(b.grad, torch.tensor([0, 4.0, 0]))
+    torch.testing.assert_close(v.grad, torch.tensor([0, 0, 1.0]))
+
+
+def test_reward_scaling_off_leaves_the_value_targets_in_cost_units(lqr):
+    """Without ``reward_scaling`` (PPO on the S-LQR, spec §9) the GAE runs on the costs themselves."""
+    from hybridrl.hpo import _advantages, _gae
+    from hybridrl.hybrid import HybridPolicy, hybrid_rollout, mlp
+
+    problem, splits = lqr
+    policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(16,), init_seed=3)
+    value = mlp([problem.observation_dim, 16, 1], "tanh", torch.Generator().manual_seed(4), head_std=1.0)
+    batch = splits.train[:64]
+    traj = hybrid_rollout(policy, problem, batch, generator=torch.Generator().manual_seed(5))
+    config = _small("ppo")
+    on = _advantages(traj, value, problem, batch, config)
+    off = _advantages(traj, value, problem, batch, replace(config, reward_scaling=False))
+    assert float(off[3]) == 1.0 and float(on[3]) == pytest.approx(float(traj.cost.std()))
+    with torch.no_grad():
+        values = value(traj.observation).squeeze(-1)
+        last = torch.zeros_like(values[:, 0])
+        for scale, result in ((on[3], on), (1.0, off)):  # returns = GAE(costs / scale) + V
+            expected = _gae(traj.cost / scale, values, last, config.gamma, config.gae_lambda) + values
+            torch.testing.assert_close(result[1], expected)

@@ -155,6 +155,19 @@ def test_spec_instances():
     cv = net.tensor("store_std") / means
     assert bool(((cv >= 0.25) & (cv <= 0.5)).all())
     assert {e.lead_time for e in net.edges[1:]} <= {2, 3} and net.edges[0].lead_time == 3
+    # the spec's check values of the S = 10 instance (§4.4): the reference's own draws (§3.1)
+    published = {
+        "mean": [3.743, 4.75, 4.555, 3.801, 6.852, 3.425, 2.598, 7.266, 5.902, 4.933],
+        "std": [1.765, 2.124, 1.622, 1.405, 1.714, 1.59, 0.879, 2.701, 2.127, 2.391],
+        "underage_cost": [10.237, 9.331, 6.975, 8.447, 10.519, 9.059, 7.287, 10.909, 11.459, 11.615],
+        "holding_cost": [1.086, 1.023, 1.007, 1.066, 0.996, 0.829, 0.846, 1.043, 1.164, 0.886],
+    }
+    stores = net.locations[1:]
+    for field, values in published.items():
+        assert [round(getattr(s, field), 3) for s in stores] == values, field
+    assert [e.lead_time for e in net.edges[1:]] == [2, 3, 2, 2, 2, 3, 3, 3, 3, 3]
+    assert [s.mean for s in transshipment_network(10).locations[1:]] == published["mean"]  # §4.5: same seeds
+    assert repr(one_warehouse_network(5, seed=1).locations[1:]) != repr(five.locations[1:])  # another instance
     ts = transshipment_network(5)
     assert not ts.locations[0].holds_stock and not ts.lost_sales and not ts.truncate_demand
     demand = sample_network_scenarios(ts, 4000, 20, demand_seed=0, inventory_seed=0).demand
@@ -262,3 +275,33 @@ def test_an_interrupted_network_run_resumes_from_its_training_state(tmp_path, mo
     assert resumed["test_cost"] == whole["test_cost"] and resumed["epochs"] == whole["epochs"]
     assert [h["dev_cost"] for h in resumed["history"]] == [h["dev_cost"] for h in whole["history"]]
     assert not list((tmp_path / "interrupted").rglob("*.ckpt"))
+
+
+def test_vanilla_network_shares_each_suppliers_on_hand_by_a_softmax():
+    """Spec §6.2: per supplier, a softmax over its receivers' logits (plus a keep option unless it cannot hold
+    stock) times its on-hand; sigmoid(z)·on-hand with one receiver (the serial map); sigmoid(z)·U outside."""
+    from hybridrl.network_policies import location_demand
+
+    torch.manual_seed(0)
+    for net in (one_warehouse_network(4), transshipment_network(3), serial_network()):
+        policy = NetworkMLP(net, hidden=(8,), init_seed=1)
+        inventory = 10 * torch.rand(6, net.n_locations, net.n_slots)
+        obs = NetworkObservation(inventory, net, 0)
+        z = policy.mlp((inventory / policy.scale[:, None]).flatten(1).unsqueeze(0))[0]
+        requests = policy(obs)
+        supplier, receiver = net.tensor("supplier"), net.tensor("receiver")
+        on_hand = obs.on_hand.clamp_min(0)
+        for k in range(net.n_locations):
+            out = torch.nonzero(supplier == k).flatten()
+            if not len(out):
+                continue
+            keep = [torch.zeros(6, 1)] if net.locations[k].holds_stock else []
+            share = torch.softmax(torch.cat([z[:, out], *keep], dim=1), dim=1)[:, :len(out)]
+            torch.testing.assert_close(requests[:, out], share * on_hand[:, k:k + 1])
+            if len(out) == 1 and keep:
+                torch.testing.assert_close(requests[:, out[0]], torch.sigmoid(z[:, out[0]]) * on_hand[:, k])
+            if not keep:  # a transshipment center ships everything
+                torch.testing.assert_close(requests[:, out].sum(1), on_hand[:, k])
+        outside = torch.nonzero(supplier < 0).flatten()
+        bound = 4 * location_demand(net)[receiver[outside]]
+        torch.testing.assert_close(requests[:, outside], torch.sigmoid(z[:, outside]) * bound)

@@ -95,6 +95,7 @@ def test_data_efficiency_study_scales_dev_evaluations_and_patience_with_the_epoc
     monkeypatch.setattr(network_experiments, "make_network_splits", _no_splits)
     monkeypatch.setattr(network_experiments, "make_network_policy", lambda *args, **kwargs: None)
     monkeypatch.setattr(network_experiments, "cached", lambda namespace, description, compute, force: compute())
+    assert {2, 4, 8, 16, 256, 8192} <= set(network_experiments.network_budget("one_warehouse", "paper").data_sizes)
     base = network_experiments.network_budget("one_warehouse", "paper").configs["vanilla"]
     with pytest.raises(RuntimeError):
         network_experiments.run_network("one_warehouse", 5, "vanilla", 0, "paper", n_train=128)
@@ -125,7 +126,7 @@ def test_real_data_paper_budget():
 
 def test_hpo_paper_budgets_are_the_published_protocol():
     jrp, lqr = hpo_experiments.jrp_budget("paper"), hpo_experiments.lqr_budget("paper")
-    assert jrp.items == (1, 3, 5, 7, 10, 20, 30, 50) and jrp.seeds == tuple(range(11))  # §8: seeds 0-10
+    assert jrp.items == (1, 3, 5, 7, 10, 15, 20, 30, 40, 50) and jrp.seeds == tuple(range(11))  # §7.2; §8: seeds 0-10
     assert (jrp.n_train, jrp.horizon, jrp.warmup) == (1024, 100, 16)
     assert lqr.seeds == tuple(range(11)) and lqr.n_train == 1024
     for budget, updates, lrs in ((jrp, 1600, (1e-3, 1e-4)), (lqr, 4000, (1e-3, 2e-4))):  # §8, §9
@@ -133,5 +134,8 @@ def test_hpo_paper_budgets_are_the_published_protocol():
             assert (config.updates, config.batch_size, config.hidden) == (updates, 128, (512, 512)), method
             assert config.lr == (lrs[1] if method == "ppo" else lrs[0]), method
             assert config.device == "auto", method
+            assert config.dev_every == 1024 // 128, method  # a dev evaluation every pass over the 1024 (§8)
+    # §9: reward scaling off for PPO on the S-LQR, std scaling for HPO on the JRP
+    assert not lqr.configs["ppo"].reward_scaling and jrp.configs["hpo_full"].reward_scaling
     assert {(d, j) for d, j, _ in lqr.cells} == {(d, j) for d in (1, 3, 5, 7, 8, 10, 13, 16, 20, 24, 32, 40, 48)
                                                   for j in (1, 2, 4, 6, 8)}
