@@ -267,8 +267,7 @@ JRP_BUDGETS = {
     "quick": _jrp_budget((1, 5, 20, 50), (0, 1), (512, 256, 512), horizon=60, warmup=16, updates=200, hidden=(64, 64),
                          batch=64, ppo_epochs=4, minibatches=4, continuous_lr=3e-3, ppo_lr=3e-4),
     "paper": _jrp_budget((1, 3, 5, 7, 10, 15, 20, 30, 40, 50), tuple(range(11)), (1024, 1024, 1024), horizon=100,
-                         warmup=16,
-                         updates=1600, hidden=(512, 512), batch=128, device="auto",
+                         warmup=16, updates=1600, hidden=(512, 512), batch=128, device="auto",
                          dev_every=1024 // 128),  # a dev evaluation every epoch: selection and §10.4's counts
 }
 

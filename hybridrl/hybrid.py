@@ -291,9 +291,8 @@ def hybrid_rollout(
     if exploration_std is not None:
         check_positive("exploration_std", exploration_std)
     state = episode.state
-    records: dict[str, list[Tensor]] = {k: [] for k in
-                                        ("cost", "log_prob", "fixed", "entropy", "fixed_entropy", "choice", "action", "obs",
-                                         "lpa", "pre")}
+    records: dict[str, list[Tensor]] = {k: [] for k in ("cost", "log_prob", "fixed", "entropy", "fixed_entropy",
+                                                        "choice", "action", "obs", "lpa", "pre")}
     for t in range(problem.horizon):
         observation = problem.observe(state, t, episode)
         logits, actions = policy(observation)
