@@ -272,7 +272,7 @@ print(f"This run ({profile}): on the network HDPO keeps {net_share.mean():.1f} %
 # ## Writing the artifacts
 
 # %%
-table = pd.concat([table, network_table], ignore_index=True)
+table = pd.concat([table, network_table], ignore_index=True).astype({"seed": "Int64"})  # untrained: no seed
 margins = pd.concat([margins, network_margins], ignore_index=True)
 stamp = reporting.provenance("notebooks/12_real_data.py", profile, started, results=[one_store, network])
 reporting.save_table(table, "hdpo_real_data", stamp, digits=3,
