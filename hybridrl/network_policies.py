@@ -468,10 +468,8 @@ class NetworkDataDriven(nn.Module):
     they are left out.
 
     **Network**: one ELU MLP (:class:`~hybridrl.policies.MemberMLP`, ``hidden`` layers, one member), one output
-    ``z_e`` per edge, with output bias initialised to 1.0 (spec: ReLU output, initial bias 1). The default layers
-    ``(128, 128)`` are wider than the spec's [64, 64] (a departure, used in every profile): on the real-data
-    network the input has about 400 numbers (21 stores × 16 past demands, every location's inventory) and the
-    output 45; we have not measured whether [64, 64] does as well.
+    ``z_e`` per edge, with output bias initialised to 1.0 (spec: ReLU output, initial bias 1); by default the
+    spec's layers [64, 64].
 
     **Requests**: ``scale_e · relu(z_e)``. With ``share=False``, ``scale_e`` is the demand scale of the edge's
     receiver (a store edge: the store's ``mean_demand``; an outside edge into a warehouse: the sum of its stores'
@@ -495,7 +493,7 @@ class NetworkDataDriven(nn.Module):
     :func:`hybridrl.favorita_network.network_splits`).
     """
 
-    def __init__(self, network: Network, hidden: Sequence[int] = (128, 128), history: int = 16, init_seed: int = 0,
+    def __init__(self, network: Network, hidden: Sequence[int] = (64, 64), history: int = 16, init_seed: int = 0,
                  *, share: bool = True):
         super().__init__()
         self.network = network
