@@ -313,7 +313,8 @@ def run_network(method: str, seed: int = 0, profile: str = "quick", *, data=None
                        seed=seed if method == "hdpo" else None, n_items=b.network_items,
                        windows=[asdict(w) for w in (favorita.TRAIN, favorita.DEV, favorita.TEST)],
                        config=None if config is None else config_key(config),
-                       hidden=b.network_hidden if method == "hdpo" else None, version=__version__, format=RESULT_FORMAT)
+                       version=__version__, format=RESULT_FORMAT,
+                       **({"hidden": b.network_hidden} if method == "hdpo" else {}))  # the data-driven net's layers
     ckpt = checkpoint_path("real_data/network", description, fresh=force)  # an interrupted run resumes
 
     def compute() -> dict:
