@@ -119,15 +119,14 @@ class NetworkMLP(nn.Module):
         inputs = network.n_locations * network.n_slots
         self.mlp = MemberMLP([inputs, *hidden, network.n_edges], 1, [init_seed])
         supplier, receiver = network.tensor("supplier"), network.tensor("receiver")
-        self.register_buffer("internal", supplier >= 0)
-        self.register_buffer("source", supplier.clamp_min(0))
         self.register_buffer("bound", 4.0 * location_demand(network)[receiver])
-        self.register_buffer("internal_edges", torch.nonzero(supplier >= 0).flatten())
-        self.register_buffer("outside_edges", torch.nonzero(supplier < 0).flatten())
-        self.register_buffer("internal_source", supplier[self.internal_edges])
-        supplies = torch.zeros(network.n_locations, dtype=torch.bool).index_fill(0, self.internal_source, True)
-        self.register_buffer("supplies", supplies)
-        self.register_buffer("keeps", supplies & network.tensor("holds_stock"))  # a keep option of weight 1
+        # the edges' structure, derived from the network (not part of the state)
+        internal_edges = torch.nonzero(supplier >= 0).flatten()
+        supplies = torch.zeros(network.n_locations, dtype=torch.bool).index_fill(0, supplier[internal_edges], True)
+        for name, value in dict(internal_edges=internal_edges, outside_edges=torch.nonzero(supplier < 0).flatten(),
+                                internal_source=supplier[internal_edges], supplies=supplies,
+                                keeps=supplies & network.tensor("holds_stock")).items():  # keeps: a keep option
+            self.register_buffer(name, value, persistent=False)
 
     def forward(self, obs: NetworkObservation) -> Tensor:
         x = (obs.inventory / self.scale[:, None]).flatten(1)
