@@ -250,7 +250,7 @@ def gradient_variance(policy, scenarios, estimator: str = "pathwise", *, batches
 # ----------------------------------------------------------------------------------------------------------------
 # The three terms apart: the cross-term study (HPO spec §10.7)
 # ----------------------------------------------------------------------------------------------------------------
-def _flat_grad(loss: Tensor, params: list[Tensor]) -> Tensor:
+def flat_grad(loss: Tensor, params: list[Tensor]) -> Tensor:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
 
@@ -268,9 +268,9 @@ def mixed_terms(trajectory, continuous: list[Tensor], discrete: list[Tensor], *,
     b = leave_one_out_mean(returns) if baseline is None else baseline.detach()
     advantage = returns - b
     return {
-        "pathwise": _flat_grad(trajectory.cost.sum(-1).mean(), continuous),
-        "cross": _flat_grad((trajectory.log_prob * advantage).sum(-1).mean(), continuous),
-        "score_function": _flat_grad((trajectory.log_prob_fixed_state * advantage).sum(-1).mean(), discrete),
+        "pathwise": flat_grad(trajectory.cost.sum(-1).mean(), continuous),
+        "cross": flat_grad((trajectory.log_prob * advantage).sum(-1).mean(), continuous),
+        "score_function": flat_grad((trajectory.log_prob_fixed_state * advantage).sum(-1).mean(), discrete),
     }
 
 

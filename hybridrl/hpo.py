@@ -67,7 +67,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,7 @@ from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_nonnegative, check_positive, from_dict
 from .cache import save_state_atomic
-from .estimators import cost_to_go, mixed
+from .estimators import cost_to_go, flat_grad, mixed
 from .hybrid import (Episode, HybridPolicy, HybridProblem, HybridTrajectory, gaussian_log_prob, hybrid_rollout,
                      mlp, relaxed_rollout)
 
@@ -477,6 +477,27 @@ def hpo_first_loss(traj: HybridTrajectory, value: nn.Module, problem: HybridProb
     if clip_fraction > 0:
         raise RuntimeError(f"HPO epoch 0: the probability ratio must be exactly 1 (clip fraction {clip_fraction})")
     return loss, pathwise, (advantages, returns, old_values)
+
+
+def hpo_first_terms(traj: HybridTrajectory, value: nn.Module, problem: HybridProblem, batch: Episode,
+                    config: HybridConfig, continuous: list[Tensor], discrete: list[Tensor]) -> dict[str, Tensor]:
+    """HPO-full's first-step policy gradient on a rollout ``traj`` (:func:`hpo_first_loss`, entropy bonus left
+    out), term by term, as flat vectors — the practical scheme's counterparts of
+    :func:`hybridrl.estimators.mixed_terms`, named as the reference's diagnostics name them (spec §5, item 12):
+
+    * ``pathwise_ppo`` — the pathwise loss's gradient on θ_C (G_PW, scaled by ``pathwise_coef`` / std of the costs);
+    * ``cross_ppo`` — the PPO surrogate's gradient on θ_C through the attached states (the practical G_X:
+      normalised GAE advantages, a learned value baseline);
+    * ``discrete_ppo`` — the surrogate's gradient on θ_D (the practical G_SF);
+    * ``pathwise_plus_cross_ppo`` — the continuous network's whole step direction.
+
+    Needs the rollout's graph (it is retained: call it beside :func:`~hybridrl.estimators.mixed_terms`)."""
+    loss, pathwise, _ = hpo_first_loss(traj, value, problem, batch, replace(config, method="hpo_full"), 0.0)
+    surrogate = loss - pathwise  # its value-loss part reaches only the value network (detached states)
+    terms = {"pathwise_ppo": flat_grad(pathwise, continuous), "cross_ppo": flat_grad(surrogate, continuous),
+             "discrete_ppo": flat_grad(surrogate, discrete)}
+    terms["pathwise_plus_cross_ppo"] = terms["pathwise_ppo"] + terms["cross_ppo"]
+    return terms
 
 
 def _gumbel_update(policy, problem, batch, config, optimizer, groups, generator, frac: float) -> float:

@@ -10,7 +10,7 @@ Switched LQR (HPO spec §7.3). Cells are ``(dim p, modes J, variant)``: ``switch
 actuator groups still from J), whose exact optimum is the finite-horizon Riccati controller. ``J = 1`` is the
 plain clamped LQR. Reported metric: total cost per trajectory, averaged over the test trajectories.
 
-Profiles: ``smoke`` (seconds), ``quick`` (a 2-core laptop: a reduced grid, two seeds, 500 updates of small
+Profiles: ``smoke`` (seconds), ``quick`` (a 2-core laptop: a reduced grid, two seeds, 800 updates of small
 networks), ``paper`` (spec §9: networks [512, 512], 4000 updates, 11 seeds, the published grid; a GPU).
 """
 
@@ -84,7 +84,7 @@ LQR_BUDGETS = {
                      updates=4, hidden=(16,), batch=32, ppo_epochs=2, minibatches=2, continuous_lr=1e-2, ppo_lr=1e-3),
     "quick": _budget(
         [(8, 1, "switched"), (2, 2, "switched"), (8, 2, "switched"), (24, 2, "switched"), (8, 2, "single_mode")],
-        (0, 1), (1024, 256, 1024), updates=500, hidden=(64, 64), batch=128, ppo_epochs=4, minibatches=4,
+        (0, 1), (1024, 256, 1024), updates=800, hidden=(64, 64), batch=128, ppo_epochs=4, minibatches=4,
         # PPO's costs std-scaled here, unlike the paper's: at this profile's 5x learning rate, PPO on the raw
         # costs diverged at p = 24 (test cost 545 against 85 with scaling, 2 seeds, measured 2026-11-27)
         continuous_lr=1e-2, ppo_lr=1e-3, ppo_reward_scaling=True),
@@ -413,39 +413,59 @@ class AlignmentBudget:
     """Independent batch estimates per checkpoint."""
     batch_size: int
     """Episodes per batch estimate (the paper: 512)."""
+    every: int
+    """Study the checkpoint every ``every`` updates (a multiple of the run's dev interval), and the last one."""
 
 
 ALIGNMENT_BUDGETS = {
-    "smoke": AlignmentBudget(items=(2,), seeds=(0,), batches=3, batch_size=8),
-    "quick": AlignmentBudget(items=(5, 20), seeds=(0, 1), batches=16, batch_size=256),
-    "paper": AlignmentBudget(items=(1, 5, 10, 20, 30, 50), seeds=(0, 1, 2), batches=16, batch_size=512),
+    "smoke": AlignmentBudget(items=(2,), seeds=(0,), batches=3, batch_size=8, every=1),
+    "quick": AlignmentBudget(items=(5, 20), seeds=(0, 1), batches=16, batch_size=256, every=20),
+    # every 10 epochs: 20 checkpoints a run, the study's cost about that of training (16 × 512 episodes each)
+    "paper": AlignmentBudget(items=(1, 5, 10, 20, 30, 50), seeds=(0, 1, 2), batches=16, batch_size=512, every=80),
 }
-ALIGNMENT_TERMS = ("pathwise", "cross", "score_function")
+EXACT_TERMS = ("pathwise", "cross", "score_function")
+"""The exact mixed estimator's terms (:func:`hybridrl.estimators.mixed_terms`)."""
+PRACTICAL_TERMS = ("pathwise_ppo", "cross_ppo", "discrete_ppo", "pathwise_plus_cross_ppo")
+"""The terms of HPO-full's actual first step (:func:`hybridrl.hpo.hpo_first_terms`), the paper's statistics."""
+ALIGNMENT_TERMS = EXACT_TERMS + PRACTICAL_TERMS
 
 
-def gradient_study(policy, problem, episodes, *, batches: int, batch_size: int, seed: int) -> dict[str, float]:
+def gradient_study(policy, problem, episodes, *, batches: int, batch_size: int, seed: int, value=None,
+                   config=None) -> dict[str, float]:
     """At frozen parameters: ``batches`` independent estimates of each term of the exact mixed gradient
     (:func:`hybridrl.estimators.mixed_terms`, batches of ``batch_size`` episodes drawn from ``episodes``), and
     per term its alignment, noise and norms (:func:`hybridrl.estimators.signal_and_noise`), flattened as
     ``{term}_{statistic}``; ``pathwise_share`` = E‖ĝ_PW‖ / (E‖ĝ_PW‖ + E‖ĝ_X‖), the pathwise term's share of the
-    continuous parameters' step."""
+    continuous parameters' step.
+
+    Given the run's ``value`` network and ``config``, the same batches also give the terms of HPO-full's actual
+    first step (:func:`hybridrl.hpo.hpo_first_terms`: ``pathwise_ppo``, ``cross_ppo``, ``discrete_ppo``,
+    ``pathwise_plus_cross_ppo``) and ``pathwise_share_ppo``, the statistics the paper reports (spec §10.7)."""
     from .estimators import mixed_terms, signal_and_noise
+    from .hpo import hpo_first_terms
     from .hybrid import hybrid_rollout
 
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     episodes = episodes.to(device)
     continuous, discrete = policy.continuous_parameters(), policy.discrete_parameters()
-    samples = {term: [] for term in ALIGNMENT_TERMS}
+    practical = value is not None and config is not None
+    samples = {term: [] for term in (ALIGNMENT_TERMS if practical else EXACT_TERMS)}
     for _ in range(batches):
         pick = torch.randperm(episodes.size, generator=generator, device=device)[:batch_size]
-        trajectory = hybrid_rollout(policy, problem, episodes[pick], generator=generator)
-        for term, g in mixed_terms(trajectory, continuous, discrete).items():
+        batch = episodes[pick]
+        trajectory = hybrid_rollout(policy, problem, batch, generator=generator)
+        terms = mixed_terms(trajectory, continuous, discrete)
+        if practical:
+            terms.update(hpo_first_terms(trajectory, value, problem, batch, config, continuous, discrete))
+        for term, g in terms.items():
             samples[term].append(g.cpu())
     row = {}
     for term, values in samples.items():
         row.update({f"{term}_{k}": v for k, v in signal_and_noise(torch.stack(values)).items()})
     row["pathwise_share"] = row["pathwise_norm"] / (row["pathwise_norm"] + row["cross_norm"])
+    if practical:
+        row["pathwise_share_ppo"] = row["pathwise_ppo_norm"] / (row["pathwise_ppo_norm"] + row["cross_ppo_norm"])
     return row
 
 
@@ -460,6 +480,9 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
     problem = JointReplenishment(items, horizon=budget.horizon, warmup=budget.warmup)
     config = replace(budget.configs["hpo_full"], seed=check_int("seed", seed, minimum=0))
     sizes = (budget.n_train, budget.n_dev, budget.n_test)
+    if study.every % config.dev_every:
+        raise ValueError(f"AlignmentBudget.every = {study.every} must be a multiple of the run's dev_every = "
+                         f"{config.dev_every}: the study runs at dev evaluations")
     description = dict(experiment="alignment", problem=repr(problem), config=asdict(config), sizes=sizes,
                        study=asdict(study), version=__version__, format=RESULT_FORMAT)
     ckpt = checkpoint_path("hpo/alignment", description, fresh=force)
@@ -468,9 +491,12 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
         torch.set_num_threads(1)
         data = sample_jrp_splits(problem, *sizes)
 
-        def study_at(update, policy, value):  # at every dev evaluation (a frozen policy)
+        def study_at(update, policy, value):  # at dev evaluations (a frozen policy)
+            if update % study.every and update != config.updates:
+                return None
             return gradient_study(policy, problem, data.train, batches=study.batches,
-                                  batch_size=min(study.batch_size, data.train.size), seed=seed * 100_003 + update)
+                                  batch_size=min(study.batch_size, data.train.size), seed=seed * 100_003 + update,
+                                  value=value, config=config)
 
         result = train_hybrid(problem, data.train, data.dev, config, callback=study_at, checkpoint=ckpt)
         return dict(n_items=items, seed=seed, best_dev=result.best_dev, run_seconds=result.seconds,
@@ -484,15 +510,16 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
 def run_alignment_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
                        progress: bool = True) -> GridResult:
     """Every (items, seed) of the profile's study, in parallel. ``table``: one row per run; ``history``: one row
-    per checkpoint, with ``gap_pct``, the dev cost over the run's best dev cost (how far the checkpoint is from
-    where training ended up)."""
+    per studied checkpoint, with ``gap_pct``, the dev cost over the run's best dev cost (how far the checkpoint
+    is from where training ended up)."""
     study = ALIGNMENT_BUDGETS[check_profile(profile)]
     jobs = [dict(kind="alignment", items=n, seed=s, profile=profile, force=force) for n in study.items
             for s in study.seeds]
     records = [dict(r, cells_in_run=1) for r in _run_jobs(jobs, workers, progress, "cross-term study")]
     result = _grid_result(records, ["n_items", "seed", "best_dev"])
     history = result.history.assign(gap_pct=lambda d: 100 * (d.dev_cost / d.best_dev - 1))
-    return GridResult(result.table, history)
+    studied = history["pathwise_alignment"].notna()  # dev evaluations between the studied checkpoints
+    return GridResult(result.table, history[studied].reset_index(drop=True))
 
 
 ALIGNMENT_BUCKETS = ((0.0, 2.0, "near"), (2.0, 10.0, "middle"), (10.0, float("inf"), "far"))

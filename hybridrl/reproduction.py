@@ -385,7 +385,9 @@ def jrp_rows() -> list[Row]:
 
 def cross_term_rows() -> list[Row]:
     """The cross-term study (spec §10.7): our near / far medians beside the published ones, and the paper's
-    qualitative claim — the cross term loses its signal near the optimum while the pathwise term keeps it."""
+    qualitative claim — the cross term loses its signal near the optimum while the pathwise term keeps it —
+    judged on the statistics the paper measured, those of HPO-full's own step (``*_ppo``). The exact
+    estimator's statistics have no published counterpart and are shown unjudged."""
     experiment = "cross term (HPO)"
     table, prov = _table("hpo_cross_term")
     if table is None:
@@ -394,16 +396,20 @@ def cross_term_rows() -> list[Row]:
     judged = profile in ("quick", "paper")
     rows = []
     for r in table.itertuples():
-        rows.append(Row(experiment, f"{r.statistic}, near / far from the optimum", "HPO spec §10.7",
-                        f"{r.published_near:g} / {r.published_far:g}", f"{r.ours_near:.3g} / {r.ours_far:.3g}", "n/a",
-                        "not judged (exact estimator vs the paper's practical scheme)", profile))
+        if pd.isna(r.published_near) and pd.isna(r.published_far):
+            source, target, verdict = "no published value", "", "not judged"
+        else:
+            source, target = "HPO spec §10.7", f"{r.published_near:g} / {r.published_far:g}"
+            verdict = "not judged (digits; the claim below is judged)"
+        rows.append(Row(experiment, f"{r.statistic}, near / far from the optimum", source, target,
+                        f"{r.ours_near:.3g} / {r.ours_far:.3g}", "n/a", verdict, profile))
     by = table.set_index("statistic")
-    if {"cross_alignment", "pathwise_alignment"} <= set(by.index):
-        cross, path = by.loc["cross_alignment"], by.loc["pathwise_alignment"]
+    if {"cross_ppo_alignment", "pathwise_ppo_alignment"} <= set(by.index):
+        cross, path = by.loc["cross_ppo_alignment"], by.loc["pathwise_ppo_alignment"]
         claim = bool(cross.ours_near < cross.ours_far and path.ours_near > cross.ours_near)
-        rows.append(Row(experiment, "cross-term alignment falls near the optimum, below the pathwise term's",
-                        "HPO paper: the cross term is nearly pure noise near a discrete best response",
-                        "near < far; pathwise > cross near",
+        rows.append(Row(experiment, "cross-term alignment falls near the optimum, below the pathwise term's "
+                        "(HPO-full's step)", "HPO paper: the cross term is nearly pure noise near a discrete best "
+                        "response", "near < far; pathwise > cross near",
                         f"cross {cross.ours_near:.3g} near vs {cross.ours_far:.3g} far; pathwise {path.ours_near:.3g} near",
                         "direction", _judge(claim) if judged else "not judged", profile))
     return rows

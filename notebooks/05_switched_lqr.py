@@ -70,7 +70,7 @@ pd.DataFrame({m: vars(c) for m, c in budget.configs.items()}).drop(index=["seed"
 
 # %% [markdown]
 # The `paper` profile is the published protocol (HPO spec §8-§9: 4000 updates, networks [512, 512], PPO on the
-# raw costs). The `quick` profile trains 500 updates of smaller networks with larger learning rates, and gives
+# raw costs). The `quick` profile trains 800 updates of smaller networks with larger learning rates, and gives
 # PPO std-scaled costs (`reward_scaling`): at its learning rate, PPO on the raw costs diverged at $p = 24$.
 #
 # ## What the reference actually solved
@@ -163,12 +163,14 @@ ax.set_title(f"Switched LQR: PPO's gap to HPO ({profile}, mean over seeds)")
 ax.legend()
 
 # %% [markdown]
-# In our `quick` runs HPO costs less than PPO in every cell, and PPO's gap grows with $p$ (about 1 %, 16 % and
-# 93 % at $p$ = 2, 8 and 24 with $J = 2$; at $p = 24$ PPO's two seeds end at 90 and 114). Against the exact
-# switched optimum HPO is within about 0.3 % at $p = 2$, 1.6 % at $p = 8$ and 5 % at $p = 24$: the gap PPO
-# leaves is far larger than the one HPO leaves. The
-# Gumbel-softmax baseline matches HPO where there is nothing to switch (one choice: it is then plain pathwise
-# training) and falls 28–39 % behind where switching matters: the gradient of the relaxed dynamics
+# In our `quick` runs HPO costs less than PPO in every cell, and PPO's gap grows with $p$ (about 0.5 %, 14 % and
+# 49 % at $p$ = 2, 8 and 24 with $J = 2$). Where the problem has one choice HPO is within 0.4 % ($J = 1$) and
+# 0.7 % (single-mode) of the Riccati optimum, and against the exact switched optimum it is within about 0.15 % at
+# $p = 2$, 0.9 % at $p = 8$ and 3.7 % at $p = 24$: the gap PPO leaves is far larger than the one HPO leaves. (With
+# 500 updates instead of 800, the single-mode gap was 1.3 %, still falling: these runs stop before convergence.)
+# The Gumbel-softmax baseline matches HPO where there is nothing to switch (one choice: it is then plain pathwise
+# training) and falls 2.4 % ($p = 8$) and 22 % ($p = 24$) behind where switching matters: the gradient of the
+# relaxed dynamics
 # $\sum_k w_k B_k u_k$ is not the gradient of the switched system.
 #
 # ## Learning curves

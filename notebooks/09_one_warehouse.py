@@ -71,7 +71,7 @@ experiments.check_profile(profile)
 started = time.time()
 pd.set_option("display.precision", 4)
 budget = network_experiments.network_budget("one_warehouse", profile)
-# the graph network is 15-25 times slower per step than the vanilla one on a CPU (paper/benchmarks.md): it runs
+# the graph network is 6-8 times slower per epoch than the `paper` vanilla one on a CPU (paper/benchmarks.md): it runs
 # in the `smoke` and `paper` profiles, not in `quick`
 methods = network_experiments.chapter_methods("one_warehouse", profile)
 bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("one_warehouse", n))

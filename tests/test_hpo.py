@@ -155,6 +155,29 @@ def test_decentralized_hpo_moves_the_continuous_network_by_the_pathwise_term_alo
     assert any(not torch.allclose(g, h, rtol=1e-3, atol=1e-6) for g, h in zip(full, alone))
 
 
+def test_first_step_terms_add_up_to_the_hpo_full_step(lqr):
+    """The cross-term study's practical terms (spec §5, item 12) are HPO-full's first step taken apart: pathwise
+    plus cross is its gradient on θ_C, the discrete term its gradient on θ_D (entropy bonus off); and the cross
+    term is exactly what the decentralized step leaves out."""
+    from hybridrl.estimators import flat_grad
+    from hybridrl.hpo import hpo_first_loss, hpo_first_terms
+    from hybridrl.hybrid import HybridPolicy, hybrid_rollout, mlp
+
+    problem, splits = lqr
+    episode = splits.train[:64]
+    policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(16,), init_seed=3)
+    value = mlp([problem.observation_dim, 16, 1], "tanh", torch.Generator().manual_seed(4), head_std=1.0)
+    traj = hybrid_rollout(policy, problem, episode, generator=torch.Generator().manual_seed(5))
+    continuous, discrete = policy.continuous_parameters(), policy.discrete_parameters()
+    terms = hpo_first_terms(traj, value, problem, episode, _small("hpo_decentralized"), continuous, discrete)
+    full, _, _ = hpo_first_loss(traj, value, problem, episode, _small("hpo_full"), entropy_coef=0.0)
+    decentral, _, _ = hpo_first_loss(traj, value, problem, episode, _small("hpo_decentralized"), entropy_coef=0.0)
+    torch.testing.assert_close(terms["pathwise_plus_cross_ppo"], flat_grad(full, continuous))
+    torch.testing.assert_close(terms["discrete_ppo"], flat_grad(full, discrete))
+    torch.testing.assert_close(terms["pathwise_ppo"], flat_grad(decentral, continuous))
+    assert terms["cross_ppo"].norm() > 1e-3 * terms["pathwise_ppo"].norm()
+
+
 def test_ppo_epochs_stop_before_the_step_that_would_exceed_target_kl(lqr):
     """Spec §5.6: the PPO epochs stop when the approximate KL to the rollout's policy exceeds target_kl. After
     HPO's first step the discrete head has moved, so a target of 1e-12 stops the epochs at their first

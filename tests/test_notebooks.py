@@ -75,7 +75,7 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert {"dim", "modes", "variant", "method", "seed", "test_cost", "optimal"} <= set(lqr.columns)
     assert {"switched", "single_mode"} <= set(lqr.variant) and "riccati" in set(lqr.method)
     cross = pd.read_csv(tables / "hpo_cross_term.csv")
-    assert set(cross.statistic) >= {"pathwise_alignment", "cross_alignment"}
+    assert set(cross.statistic) >= {"pathwise_alignment", "cross_alignment", "pathwise_ppo_alignment", "cross_ppo_alignment"}
     serial = pd.read_csv(tables / "hdpo_serial.csv")
     assert {"method", "test_cost", "optimal", "gap_pct"} <= set(serial.columns)
     assert {"clark_scarf", "echelon_base_stock", "vanilla"} <= set(serial.method)
