@@ -494,8 +494,9 @@ def hpo_first_terms(traj: HybridTrajectory, value: nn.Module, problem: HybridPro
     Needs the rollout's graph (it is retained: call it beside :func:`~hybridrl.estimators.mixed_terms`)."""
     loss, pathwise, _ = hpo_first_loss(traj, value, problem, batch, replace(config, method="hpo_full"), 0.0)
     surrogate = loss - pathwise  # its value-loss part reaches only the value network (detached states)
-    terms = {"pathwise_ppo": flat_grad(pathwise, continuous), "cross_ppo": flat_grad(surrogate, continuous),
-             "discrete_ppo": flat_grad(surrogate, discrete)}
+    cross, discrete_part = flat_grad(surrogate, continuous + discrete).split(
+        [sum(p.numel() for p in continuous), sum(p.numel() for p in discrete)])
+    terms = {"pathwise_ppo": flat_grad(pathwise, continuous), "cross_ppo": cross, "discrete_ppo": discrete_part}
     terms["pathwise_plus_cross_ppo"] = terms["pathwise_ppo"] + terms["cross_ppo"]
     return terms
 
