@@ -205,3 +205,18 @@ def test_can_order_simulation_and_tuning_are_deterministic():
 def test_bad_can_order_input_is_rejected(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_the_cross_term_study_refuses_an_interval_between_dev_evaluations(monkeypatch):
+    """The study runs at dev evaluations, so its interval must be a multiple of the run's: refused before any
+    training starts."""
+    from dataclasses import replace
+
+    from hybridrl import hpo_experiments as hx
+
+    smoke = hx.JRP_BUDGETS["smoke"]
+    monkeypatch.setitem(hx.ALIGNMENT_BUDGETS, "smoke", replace(hx.ALIGNMENT_BUDGETS["smoke"], every=3))
+    monkeypatch.setitem(hx.JRP_BUDGETS, "smoke", replace(smoke, configs={
+        m: replace(c, dev_every=2) for m, c in smoke.configs.items()}))
+    with pytest.raises(ValueError, match="every = 3 must be a multiple of the run's dev_every = 2"):
+        hx.run_alignment(2, 0, "smoke")
