@@ -29,6 +29,10 @@ from .scenarios import Protocol, Seeds
 from .train import TrainConfig, config_key, evaluate, fit, resolve_device
 
 RESULT_FORMAT = 1
+POLICY_REVISION = {"symmetry_aware": 2, "gnn": 2}
+"""Raised when a method's architecture or initialisation changes, so that its cached runs are recomputed (2:
+sub-network seeds kept apart across training seeds, :func:`hybridrl.policies.subnetwork_seeds`). A method at
+revision 1 is left out of the cache key, which keeps its runs."""
 SETTINGS = ("serial", "one_warehouse", "transshipment")
 METHODS = ("echelon_base_stock", "vanilla", "symmetry_aware", "gnn")
 
@@ -210,7 +214,8 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
     description = dict(experiment="network", network=repr(network), method=method, protocol=asdict(protocol),
                        hidden=budget.hidden if method == "vanilla" else None,
                        config=config_key(config), seeds=asdict(Seeds()),
-                       version=__version__, format=RESULT_FORMAT)
+                       version=__version__, format=RESULT_FORMAT,
+                       **({"revision": POLICY_REVISION[method]} if method in POLICY_REVISION else {}))
     namespace = f"network/{setting}/{method}"
     # the training state at every dev evaluation: an interrupted run resumes there (force: from scratch)
     ckpt = checkpoint_path(namespace, description, fresh=force)

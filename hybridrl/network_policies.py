@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ._config import check_int
 from .networks import Network, NetworkObservation
-from .policies import MemberMLP
+from .policies import MemberMLP, subnetwork_seeds
 
 
 def location_demand(network: Network) -> Tensor:
@@ -171,16 +171,17 @@ class SymmetryAware(nn.Module):
         check_int("context", context, minimum=1)
         self.register_buffer("scale", location_demand(network))
         self.register_buffer("bound", 4.0 * location_demand(network))
-        self.context = MemberMLP([network.n_locations * n, *context_hidden, context], 1, [init_seed])
-        self.store_head = MemberMLP([n + 5 + context, *store_hidden, 1], 1, [init_seed + 1])
         receiver = network.tensor("receiver")
         is_store = network.tensor("is_store")
         self.register_buffer("store_edges", torch.nonzero(is_store[receiver]).flatten())
         self.register_buffer("upstream_edges", torch.nonzero(~is_store[receiver]).flatten())
         # their receivers as Python numbers: the forward pass reads them without asking the device
         self.upstream_receivers = receiver[self.upstream_edges].tolist()
+        seeds = subnetwork_seeds(init_seed, 2 + len(self.upstream_receivers))
+        self.context = MemberMLP([network.n_locations * n, *context_hidden, context], 1, [seeds[0]])
+        self.store_head = MemberMLP([n + 5 + context, *store_hidden, 1], 1, [seeds[1]])
         self.upstream_heads = nn.ModuleList(
-            MemberMLP([n + context, *upstream_hidden, 1], 1, [init_seed + 2 + i]) for i in range(len(self.upstream_edges)))
+            MemberMLP([n + context, *upstream_hidden, 1], 1, [seed]) for seed in seeds[2:])
         stores = network.tensor("store_index")
         position = torch.full((network.n_locations,), -1, dtype=torch.long).index_copy(
             0, stores, torch.arange(network.n_stores))
@@ -326,7 +327,8 @@ class GraphNetwork(nn.Module):
             self.register_buffer(name, value, persistent=False)
         self.n_graph_edges = G
 
-        mlp = lambda fan_in, out, seed: MemberMLP([fan_in, H, H, out], 1, [init_seed + seed])  # noqa: E731
+        seeds = subnetwork_seeds(init_seed, 5)
+        mlp = lambda fan_in, out, k: MemberMLP([fan_in, H, H, out], 1, [seeds[k]])  # noqa: E731
         self.node_init = mlp(self.slots + self.STATIC, H, 0)
         self.edge_init = mlp(2 * H + self.EDGE, H, 1)
         self.node_update = mlp(3 * H, H, 2)

@@ -37,6 +37,21 @@ def _init_seeds(init_seeds: Sequence[int] | int | None, members: int) -> list[in
     return init_seeds
 
 
+SUBNETWORK_STRIDE = 1000
+
+
+def subnetwork_seeds(init_seed: int, count: int) -> list[int]:
+    """Seeds for the ``count`` separately initialised sub-networks of one policy: ``1000·init_seed + k``.
+
+    Policies trained from seeds ``s`` and ``s + 1`` then never start a sub-network from the same seed; with
+    ``init_seed + k``, seed ``s``'s second sub-network would get seed ``s + 1``'s first one's seed, and the same
+    weights wherever their shapes agree, so the training seeds would not be independent draws."""
+    check_int("init_seed", init_seed, minimum=0)
+    if not 1 <= count <= SUBNETWORK_STRIDE:
+        raise ValueError(f"count must be between 1 and {SUBNETWORK_STRIDE} sub-networks, got {count}")
+    return [SUBNETWORK_STRIDE * init_seed + k for k in range(count)]
+
+
 def _per_member(values: Tensor, obs: Observation) -> Tensor:
     """Broadcast a ``[M]`` parameter vector against ``[B, S]`` (``M`` is 1 or ``S``)."""
     if values.shape[0] not in (1, obs.inventory.shape[1]):

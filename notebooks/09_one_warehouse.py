@@ -168,19 +168,19 @@ data_claim
 # %% [markdown]
 # **What our `quick` runs show** (on the published instances: the reference's own draws, spec §3.1). With 3 and
 # 5 stores both neural policies cost less than the tuned echelon heuristic (vanilla by 2.8 % and 1.8 %,
-# symmetry-aware by 2.1 % and 1.7 %); with 10 stores only the symmetry-aware policy does (by 1.4 %), and the
-# vanilla policy costs 0.7 % more than the heuristic. The two networks are within 0.1 % of each other at 5
-# stores; the vanilla one is ahead by 0.7 % at 3 stores, the symmetry-aware one by 2.2 % at 10. The gap to the
+# symmetry-aware by 2.0 % and 1.6 %); with 10 stores only the symmetry-aware policy does (by 1.5 %), and the
+# vanilla policy costs 0.7 % more than the heuristic. The two networks are within 0.2 % of each other at 5
+# stores; the vanilla one is ahead by 0.8 % at 3 stores, the symmetry-aware one by 2.2 % at 10. The gap to the
 # lower bound is 13–18 % for every policy: the bound is loose. Its construction gives every store unlimited
 # supply and drops the warehouse's own cost, and on a grid fine enough to compute in seconds it sat a further
 # 2–7 % below each store's own optimum on the instances we drew before (`hybridrl.references.
 # one_warehouse_store_bounds`); the gap is therefore an upper bound on the distance to the optimum, not an
 # estimate of it.
 #
-# On data, the symmetry-aware policy is far ahead with few scenarios (a gap of 16.1 % with 16 scenarios against
+# On data, the symmetry-aware policy is far ahead with few scenarios (a gap of 16.0 % with 16 scenarios against
 # the vanilla policy's 19.7 %), but at no smaller size does it reach the vanilla policy's gap with 1024 scenarios
-# (13.6 %): with 256 it is at 13.9 %. The claim the table above measures — the structured policy matching the
-# vanilla one with at most a quarter of its data — is therefore **not** reproduced here, by about 0.3 points.
+# (13.6 %): with 256 it is at 14.0 %. The claim the table above measures — the structured policy matching the
+# vanilla one with at most a quarter of its data — is therefore **not** reproduced here, by about 0.4 points.
 # Before the vanilla policy shared the warehouse's stock by the spec's softmax (it capped each store's request
 # with a sigmoid), it was 2 points worse with 1024 scenarios, and the symmetry-aware policy matched it with 16:
 # how much data the structure saves depends on how good the unstructured policy is. The graph network, the

@@ -84,7 +84,7 @@ summary
 
 # %% [markdown]
 # **What our `quick` runs show.** The two policies are within about 1 % of each other everywhere: the vanilla
-# one is ahead by 0.4 and 0.7 points of gap at 3 and 5 stores, the symmetry-aware one by 0.6 at 10. The gap to
+# one is ahead by 0.3 and 0.6 points of gap at 3 and 5 stores, the symmetry-aware one by 0.5 at 10. The gap to
 # the bound grows with the number of stores — about 13 %, 17 % and 20 % at 3, 5 and 10 — which is what a
 # pooling bound does: the more stores, the more a
 # free rebalancing would save, so the bound's slack grows whatever the policy. How much of the gap is the

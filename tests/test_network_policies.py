@@ -5,7 +5,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from hybridrl.inventory import rollout
-from hybridrl.network_policies import GraphNetwork, location_demand
+from hybridrl.network_policies import GraphNetwork, SymmetryAware, location_demand
 from hybridrl.networks import (Edge, Network, NetworkObservation, one_warehouse_network, sample_network_scenarios,
                                serial_network, transshipment_network)
 
@@ -213,7 +213,7 @@ def reference_requests(policy, inventory):
 @pytest.mark.parametrize("network", [serial_network(), one_warehouse_network(4), transshipment_network(3)],
                          ids=["serial", "one warehouse", "transshipment"])
 def test_matches_a_plain_loop_implementation(network):
-    policy = GraphNetwork(network, hidden=8, steps=2, init_seed=4, slots=network.n_slots + 1)
+    policy = GraphNetwork(network, hidden=8, steps=2, init_seed=0, slots=network.n_slots + 1)
     with torch.no_grad():
         for p in policy.parameters():  # larger weights than the default, so that every term shows
             p.mul_(2.0)
@@ -243,3 +243,16 @@ def test_checkpointing_gives_the_same_gradients():
         grads.append([p.grad for p in policy.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [SymmetryAware, GraphNetwork], ids=lambda m: m.__name__)
+def test_adjacent_training_seeds_share_no_initial_weights(make):
+    """Seeds s and s + 1 are independent draws: no sub-network of one starts from another's weights (with
+    ``init_seed + k`` the graph network's edge update of seed 0 was seed 1's node update)."""
+    from hybridrl.networks import serial_network
+
+    for network in (one_warehouse_network(3), serial_network()):
+        first = [p for p in make(network, init_seed=0).parameters() if p.dim() >= 2]
+        second = [p for p in make(network, init_seed=1).parameters() if p.dim() >= 2]
+        for p in first:
+            assert not any(p.shape == q.shape and torch.equal(p, q) for q in second)
