@@ -276,14 +276,22 @@ def jrp_budget(profile: str) -> JRPBudget:
     return JRP_BUDGETS[check_profile(profile)]
 
 
-def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, force: bool = False) -> dict:
-    """One training run on the JRP with ``items`` items, cached; ``test_cost`` is per item and period."""
+def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, batch: int | None = None,
+            force: bool = False) -> dict:
+    """One training run on the JRP with ``items`` items, cached; ``test_cost`` is per item and period.
+
+    ``batch`` replaces the profile's batch size and keeps its number of policy updates (spec §8: (B, epochs)
+    pairs with the same 1600 updates), with a dev evaluation every pass over the training scenarios."""
     from .jrp import JointReplenishment, sample_jrp_splits
 
     check_choice("method", method, JRP_METHODS)
     budget = jrp_budget(profile)
     problem = JointReplenishment(items, horizon=budget.horizon, warmup=budget.warmup)
     config = replace(budget.configs[method], seed=check_int("seed", seed, minimum=0))
+    if batch is not None:
+        if check_int("batch", batch, minimum=1) > budget.n_train:
+            raise ValueError(f"batch must be at most the {budget.n_train} training scenarios, got {batch}")
+        config = replace(config, batch_size=batch, dev_every=max(1, budget.n_train // batch))
     sizes = (budget.n_train, budget.n_dev, budget.n_test)
     return _cached_run("jrp", problem, method, config, sizes, lambda: sample_jrp_splits(problem, *sizes),
                        dict(n_items=items, joint_fixed_cost=problem.joint_fixed_cost), force)
@@ -328,6 +336,39 @@ def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, wor
     jobs = [dict(kind="jrp", items=n, method=m, seed=s, profile=profile, force=force) for n in budget.items
             for m in methods for s in seeds]
     return _grid_result(_run_jobs(jobs, workers, progress, "JRP"), ["n_items", "method", "seed"])
+
+
+@dataclass(frozen=True)
+class JRPTableSweep:
+    """The sweep behind HPO spec §10.3's table: another batch size (there 16, 25 epochs: the same 1600 updates as
+    the main grid), numbers of items up to 70, and the methods of the cross-term ablation."""
+
+    items: tuple[int, ...]
+    seeds: tuple[int, ...]
+    batch: int
+    methods: tuple[str, ...]
+
+
+JRP_TABLE_SWEEPS = {
+    "smoke": JRPTableSweep(items=(1,), seeds=(0, 1), batch=8, methods=("hpo_full", "ppo")),
+    "quick": None,  # 1600 updates per run: too long for a laptop; the quick rows say so
+    "paper": JRPTableSweep(items=(1, 3, 5, 10, 20, 30, 40, 50, 60, 70), seeds=tuple(range(10)), batch=16,
+                           methods=("hpo_full", "hpo_decentralized", "ppo")),
+}
+
+
+def run_jrp_table_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
+                       progress: bool = True) -> GridResult | None:
+    """Every (items, method, seed) of the profile's :data:`JRP_TABLE_SWEEPS` entry at its batch size, in parallel
+    (the grid's ``table`` has a ``batch`` column); ``None`` where the profile has no such sweep."""
+    sweep = JRP_TABLE_SWEEPS[check_profile(profile)]
+    if sweep is None:
+        return None
+    jobs = [dict(kind="jrp", items=n, method=m, seed=s, profile=profile, batch=sweep.batch, force=force)
+            for n in sweep.items for m in sweep.methods for s in sweep.seeds]
+    result = _grid_result(_run_jobs(jobs, workers, progress, f"JRP, batch {sweep.batch}"),
+                          ["n_items", "method", "seed"])
+    return GridResult(result.table.assign(batch=sweep.batch), result.history)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def use_backend(backend: Backend | str) -> Iterator[Backend]:
 # Slices: a part of a grid
 # ----------------------------------------------------------------------------------------------------------------
 JOB_FIELDS = ("experiment", "setting", "kind", "method", "seed", "dim", "modes", "variant", "items", "n_stores",
-              "n_train")
+              "n_train", "batch")
 """The fields of the grids' jobs that a slice can select on (``--where method=hpo_full dim=8``)."""
 
 _selection: dict[str, tuple[str, ...]] = {}
@@ -268,7 +268,8 @@ def _hpo(name: str):
     def run(profile: str, force: bool) -> None:
         from . import hpo_experiments as hx
 
-        grid = {"lqr": hx.run_lqr_grid, "jrp": hx.run_jrp_grid, "alignment": hx.run_alignment_grid}[name]
+        grid = {"lqr": hx.run_lqr_grid, "jrp": hx.run_jrp_grid, "jrp_table": hx.run_jrp_table_grid,
+                "alignment": hx.run_alignment_grid}[name]
         grid(profile, force=force)
     return run
 
@@ -308,7 +309,7 @@ CHAPTER_GRIDS: dict[str, list[Callable[[str, bool], None]]] = {
     "01_lost_sales": [_single_store("lost_sales", ("hdpo", "capped_base_stock"))],
     "02_backlogged": [_single_store("backlogged", ("hdpo", "base_stock"))],
     "05_switched_lqr": [_hpo("lqr")],
-    "06_joint_replenishment": [_hpo("jrp")],
+    "06_joint_replenishment": [_hpo("jrp"), _hpo("jrp_table")],
     "07_cross_term": [_hpo("alignment")],
     "08_serial": [_network("serial")],
     "09_one_warehouse": [_network("one_warehouse"), _network("one_warehouse", data_sizes=True)],
@@ -352,6 +353,11 @@ def _hpo_work(name: str):
             b = hx.jrp_budget(profile)
             return [dict(part="JRP", method=m, runs=len(b.items) * len(b.seeds), steps_per_run=c.updates)
                     for m, c in b.configs.items()]
+        if name == "jrp_table":
+            b, sweep = hx.jrp_budget(profile), hx.JRP_TABLE_SWEEPS[hx.check_profile(profile)]
+            return [] if sweep is None else [
+                dict(part=f"JRP, batch {sweep.batch}", method=m, runs=len(sweep.items) * len(sweep.seeds),
+                     steps_per_run=b.configs[m].updates) for m in sweep.methods]
         b, runs = hx.lqr_budget(profile), [run[-1] for run in hx.lqr_runs(profile)]
         return [dict(part="switched LQR", method=m, runs=runs.count(m) * len(b.seeds), steps_per_run=c.updates)
                 for m, c in b.configs.items()]
@@ -411,7 +417,7 @@ CHAPTER_WORK: dict[str, list[Callable[[str], list[dict]]]] = {
     "01_lost_sales": [_single_store_work("lost_sales", ("hdpo", "capped_base_stock"))],
     "02_backlogged": [_single_store_work("backlogged", ("hdpo", "base_stock"))],
     "05_switched_lqr": [_hpo_work("lqr")],
-    "06_joint_replenishment": [_hpo_work("jrp")],
+    "06_joint_replenishment": [_hpo_work("jrp"), _hpo_work("jrp_table")],
     "07_cross_term": [_hpo_work("alignment")],
     "08_serial": [_network_work("serial")],
     "09_one_warehouse": [_network_work("one_warehouse"), _network_work("one_warehouse", data_sizes=True)],

@@ -220,3 +220,10 @@ def test_the_cross_term_study_refuses_an_interval_between_dev_evaluations(monkey
         m: replace(c, dev_every=2) for m, c in smoke.configs.items()}))
     with pytest.raises(ValueError, match="every = 3 must be a multiple of the run's dev_every = 2"):
         hx.run_alignment(2, 0, "smoke")
+
+
+def test_a_jrp_run_refuses_a_batch_larger_than_the_training_set():
+    from hybridrl import hpo_experiments as hx
+
+    with pytest.raises(ValueError, match="batch must be at most the 32 training scenarios, got 64"):
+        hx.run_jrp(1, "hpo_full", 0, "smoke", batch=64)

@@ -71,11 +71,15 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert list(jrp.columns) == ["n_items", "method", "seed", "test_cost"]
     assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo", "gumbel_st", "can_order", "independent_s_S"}
     assert jrp[jrp.method == "can_order"].seed.isna().all()  # heuristics have no training seed
+    batch16 = pd.read_csv(tables / "hpo_jrp_batch16.csv")  # the smoke profile's small version of §10.3's sweep
+    assert set(batch16.method) == {"hpo_full", "ppo"} and (batch16.batch == 8).all() and (batch16.runs == 2).all()
+    assert batch16.published.notna().all()  # n = 1 is in the published table
     lqr = pd.read_csv(tables / "hpo_switched_lqr.csv")
     assert {"dim", "modes", "variant", "method", "seed", "test_cost", "optimal"} <= set(lqr.columns)
     assert {"switched", "single_mode"} <= set(lqr.variant) and "riccati" in set(lqr.method)
     cross = pd.read_csv(tables / "hpo_cross_term.csv")
-    assert set(cross.statistic) >= {"pathwise_alignment", "cross_alignment", "pathwise_ppo_alignment", "cross_ppo_alignment"}
+    assert set(cross.statistic) >= {"pathwise_alignment", "cross_alignment", "pathwise_ppo_alignment",
+                                    "cross_ppo_alignment"}
     serial = pd.read_csv(tables / "hdpo_serial.csv")
     assert {"method", "test_cost", "optimal", "gap_pct"} <= set(serial.columns)
     assert {"clark_scarf", "echelon_base_stock", "vanilla"} <= set(serial.method)

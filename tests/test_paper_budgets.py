@@ -137,5 +137,10 @@ def test_hpo_paper_budgets_are_the_published_protocol():
             assert config.dev_every == 1024 // 128, method  # a dev evaluation every pass over the 1024 (§8)
     # §9: reward scaling off for PPO on the S-LQR, std scaling for HPO on the JRP
     assert not lqr.configs["ppo"].reward_scaling and jrp.configs["hpo_full"].reward_scaling
+    # §10.3's table: batch 16 for 25 epochs (the same 1600 updates), n up to 70, the cross-term ablation, 10 trials
+    table = hpo_experiments.JRP_TABLE_SWEEPS["paper"]
+    assert table.items == (1, 3, 5, 10, 20, 30, 40, 50, 60, 70) and table.seeds == tuple(range(10))
+    assert table.batch == 16 and jrp.n_train // table.batch * 25 == jrp.configs["hpo_full"].updates
+    assert table.methods == ("hpo_full", "hpo_decentralized", "ppo")
     assert {(d, j) for d, j, _ in lqr.cells} == {(d, j) for d in (1, 3, 5, 7, 8, 10, 13, 16, 20, 24, 32, 40, 48)
                                                   for j in (1, 2, 4, 6, 8)}
