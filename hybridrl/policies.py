@@ -27,10 +27,14 @@ from .inventory import Observation
 
 
 def _init_seeds(init_seeds: Sequence[int] | int | None, members: int) -> list[int]:
+    """One initialisation seed per member: a list as given; one integer ``s`` (``None``: 0) gives ``[s]`` to a
+    single member and :func:`subnetwork_seeds` (``1000·s + m``) to several, so that the members of seed ``s``
+    and of seed ``s + 1`` never share a seed (``s + m`` would give member 1 of seed ``s`` the weights of member
+    0 of seed ``s + 1``)."""
     if init_seeds is None:
         init_seeds = 0
     if isinstance(init_seeds, int):
-        return [init_seeds + m for m in range(members)]
+        return [init_seeds] if members == 1 else subnetwork_seeds(init_seeds, members)
     init_seeds = [int(s) for s in init_seeds]
     if len(init_seeds) != members:
         raise ValueError(f"init_seeds must have one seed per member ({members}), got {len(init_seeds)}")

@@ -256,3 +256,15 @@ def test_adjacent_training_seeds_share_no_initial_weights(make):
         second = [p for p in make(network, init_seed=1).parameters() if p.dim() >= 2]
         for p in first:
             assert not any(p.shape == q.shape and torch.equal(p, q) for q in second)
+
+
+def test_an_integer_seed_gives_the_members_of_adjacent_seeds_no_shared_weights():
+    """``MemberMLP(..., members=M, init_seeds=s)``: the members of seed s and of seed s + 1 are all different
+    draws (with ``s + m``, member 1 of seed 0 was member 0 of seed 1); one member keeps seed ``s`` itself."""
+    from hybridrl.policies import MemberMLP
+
+    first, second = (MemberMLP([3, 4, 1], members=3, init_seeds=s).weights[0] for s in (0, 1))
+    for a in first:
+        assert not any(torch.equal(a, b) for b in second)
+    single = MemberMLP([3, 4, 1], members=1, init_seeds=7).weights[0][0]
+    torch.testing.assert_close(single, MemberMLP([3, 4, 1], members=1, init_seeds=[7]).weights[0][0])

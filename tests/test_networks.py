@@ -305,3 +305,21 @@ def test_vanilla_network_shares_each_suppliers_on_hand_by_a_softmax():
         outside = torch.nonzero(supplier < 0).flatten()
         bound = 4 * location_demand(net)[receiver[outside]]
         torch.testing.assert_close(requests[:, outside], torch.sigmoid(z[:, outside]) * bound)
+
+
+def test_data_needed_finds_the_smallest_size_that_matches_the_reference():
+    import pandas as pd
+
+    from hybridrl.network_experiments import data_needed
+
+    efficiency = pd.DataFrame(dict(
+        method=["vanilla"] * 3 + ["symmetry_aware"] * 3 + ["gnn"] * 3,
+        train_scenarios=[16, 256, 1024] * 3,
+        gap_pct=[20.0, 14.0, 12.0, 15.0, 12.5, 11.9, 12.0, 11.0, 10.0]))
+    claim = data_needed(efficiency).set_index("method")
+    assert claim.loc["gnn", "scenarios"] == 16 and claim.loc["gnn", "fraction"] == 16 / 1024  # equal gap counts
+    assert claim.loc["symmetry_aware", "scenarios"] == 1024 and claim.loc["symmetry_aware", "fraction"] == 1.0
+    never = data_needed(efficiency.assign(gap_pct=lambda d: d.gap_pct.where(d.method == "vanilla", 99.0)))
+    assert never.scenarios.isna().all() and never.fraction.isna().all()
+    with pytest.raises(ValueError, match="reference"):
+        data_needed(efficiency, reference="ppo")
