@@ -179,11 +179,12 @@ data_claim
 # (11.9 %), a sixty-fourth of the data, and is ahead of both other networks at every size (11.2 % with 1024).
 # The **symmetry-aware** policy does not: with 16 scenarios it is at 18.7 % (vanilla 17.5 %), with 256 at 12.2 %,
 # and only with all 1024 scenarios is it below the vanilla policy (12.0 %). Its learning rate (1e-2) was chosen
-# on the full training set, and with so few scenarios it overfits: at the spec's 1e-3 it was at 16.0 % with 16
-# scenarios against the vanilla policy's 19.7 %, but then both stopped 1.5 points short with all the data. The
-# paper's v2 claim for the symmetry-aware net (16 times less data) is therefore not reproduced here; its v3
-# claim for the graph network is. How much data the structure saves depends on how good the unstructured policy
-# is: before the vanilla policy shared the warehouse's stock by the spec's softmax (it capped each store's
+# on the full training set, and with so few scenarios it overfits (seed 0's training cost keeps falling after
+# its 96th of 320 epochs while its dev cost rises; seed 1 is unstable early): at the spec's 1e-3 it was at
+# 16.0 % with 16 scenarios against the vanilla policy's 19.7 %, but then both stopped 1.5 points short with all
+# the data. The paper's v2 claim for the symmetry-aware net (16 times less data) is therefore not reproduced
+# here; its v3 claim for the graph network is. How much data the structure saves depends on how good the
+# unstructured policy is: before the vanilla policy shared the warehouse's stock by the spec's softmax (it capped each store's
 # request with a sigmoid), the symmetry-aware policy matched it with 16 scenarios.
 
 # %%
