@@ -184,8 +184,8 @@ data_claim
 # 16.0 % with 16 scenarios against the vanilla policy's 19.7 %, but then both stopped 1.5 points short with all
 # the data. The paper's v2 claim for the symmetry-aware net (16 times less data) is therefore not reproduced
 # here; its v3 claim for the graph network is. How much data the structure saves depends on how good the
-# unstructured policy is: before the vanilla policy shared the warehouse's stock by the spec's softmax (it capped each store's
-# request with a sigmoid), the symmetry-aware policy matched it with 16 scenarios.
+# unstructured policy is: before the vanilla policy shared the warehouse's stock by the spec's softmax (it
+# capped each store's request with a sigmoid), the symmetry-aware policy matched it with 16 scenarios.
 
 # %%
 fig_data, ax = plt.subplots(figsize=(6, 4), layout="constrained")
