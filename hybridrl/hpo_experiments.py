@@ -183,8 +183,12 @@ def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -
 
 
 def _run_job(job: dict) -> dict:
+    """One job: ``kind`` picks the run function, the other fields are its arguments, except ``sweep``, a label
+    returned with the record (not part of the cached run)."""
     job = dict(job)
-    return {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[job.pop("kind")](**job)
+    sweep = job.pop("sweep", None)
+    record = {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[job.pop("kind")](**job)
+    return record if sweep is None else dict(record, sweep=sweep)
 
 
 def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str) -> list[dict]:
@@ -340,9 +344,14 @@ def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, wor
 
 @dataclass(frozen=True)
 class JRPTableSweep:
-    """The sweep behind HPO spec §10.3's table: another batch size (there 16, 25 epochs: the same 1600 updates as
-    the main grid), numbers of items up to 70, and the methods of the cross-term ablation."""
+    """One of the paper's other JRP sweeps, at its own batch size with the main grid's number of policy updates:
+    §10.3's table (batch 16, 25 epochs, numbers of items up to 70, the cross-term ablation) and the batch-512
+    row of §10.2 (800 epochs). ``name`` names its artifact, ``paper/tables/hpo_jrp_{name}``; the ``smoke``
+    profile runs each at a small batch under the same name."""
 
+    name: str
+    source: str
+    """The spec section it reproduces."""
     items: tuple[int, ...]
     seeds: tuple[int, ...]
     batch: int
@@ -350,25 +359,36 @@ class JRPTableSweep:
 
 
 JRP_TABLE_SWEEPS = {
-    "smoke": JRPTableSweep(items=(1,), seeds=(0, 1), batch=8, methods=("hpo_full", "ppo")),
-    "quick": None,  # 1600 updates per run: too long for a laptop; the quick rows say so
-    "paper": JRPTableSweep(items=(1, 3, 5, 10, 20, 30, 40, 50, 60, 70), seeds=tuple(range(10)), batch=16,
-                           methods=("hpo_full", "hpo_decentralized", "ppo")),
+    "smoke": (JRPTableSweep("batch16", "HPO spec §10.3", items=(1,), seeds=(0, 1), batch=8,
+                            methods=("hpo_full", "ppo")),
+              JRPTableSweep("batch512", "HPO spec §10.2", items=(1,), seeds=(0, 1), batch=32,
+                            methods=("hpo_full", "ppo"))),
+    "quick": (),  # 1600 updates per run: too long for a laptop; the quick rows say so
+    "paper": (JRPTableSweep("batch16", "HPO spec §10.3", items=(1, 3, 5, 10, 20, 30, 40, 50, 60, 70),
+                            seeds=tuple(range(10)), batch=16, methods=("hpo_full", "hpo_decentralized", "ppo")),
+              # §10.2's HPO reference is the mean of the five best HPO runs, so at least five seeds
+              JRPTableSweep("batch512", "HPO spec §10.2", items=(1, 3, 5, 7, 10, 15, 20, 30, 40, 50),
+                            seeds=tuple(range(10)), batch=512, methods=("hpo_full", "ppo"))),
 }
 
 
 def run_jrp_table_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
-                       progress: bool = True) -> GridResult | None:
-    """Every (items, method, seed) of the profile's :data:`JRP_TABLE_SWEEPS` entry at its batch size, in parallel
-    (the grid's ``table`` has a ``batch`` column); ``None`` where the profile has no such sweep."""
-    sweep = JRP_TABLE_SWEEPS[check_profile(profile)]
-    if sweep is None:
-        return None
-    jobs = [dict(kind="jrp", items=n, method=m, seed=s, profile=profile, batch=sweep.batch, force=force)
-            for n in sweep.items for m in sweep.methods for s in sweep.seeds]
-    result = _grid_result(_run_jobs(jobs, workers, progress, f"JRP, batch {sweep.batch}"),
-                          ["n_items", "method", "seed"])
-    return GridResult(result.table.assign(batch=sweep.batch), result.history)
+                       progress: bool = True) -> dict[str, GridResult]:
+    """Every (sweep, items, method, seed) of the profile's :data:`JRP_TABLE_SWEEPS`, each at its batch size, in
+    one parallel pool; one :class:`~hybridrl.experiments.GridResult` per sweep, by name (its ``table`` has a
+    ``batch`` column); empty where the profile has no such sweep."""
+    sweeps = JRP_TABLE_SWEEPS[check_profile(profile)]
+    jobs = [dict(kind="jrp", sweep=sweep.name, items=n, method=m, seed=s, profile=profile, batch=sweep.batch,
+                 force=force)
+            for sweep in sweeps for n in sweep.items for m in sweep.methods for s in sweep.seeds]
+    description = "JRP, batch " + ", ".join(str(sweep.batch) for sweep in sweeps)
+    records = _run_jobs(jobs, workers, progress, description) if jobs else []
+    results = {}
+    for sweep in sweeps:  # the finished runs of each sweep (with --cached-only, some may be missing)
+        result = _grid_result([r for r in records if r["sweep"] == sweep.name], ["n_items", "method", "seed"])
+        table = result.table.drop(columns="sweep", errors="ignore").assign(batch=sweep.batch)
+        results[sweep.name] = GridResult(table, result.history)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------------------------

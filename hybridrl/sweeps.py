@@ -107,7 +107,7 @@ def use_backend(backend: Backend | str) -> Iterator[Backend]:
 # Slices: a part of a grid
 # ----------------------------------------------------------------------------------------------------------------
 JOB_FIELDS = ("experiment", "setting", "kind", "method", "seed", "dim", "modes", "variant", "items", "n_stores",
-              "n_train", "batch")
+              "n_train", "batch", "sweep")
 """The fields of the grids' jobs that a slice can select on (``--where method=hpo_full dim=8``)."""
 
 _selection: dict[str, tuple[str, ...]] = {}
@@ -354,10 +354,10 @@ def _hpo_work(name: str):
             return [dict(part="JRP", method=m, runs=len(b.items) * len(b.seeds), steps_per_run=c.updates)
                     for m, c in b.configs.items()]
         if name == "jrp_table":
-            b, sweep = hx.jrp_budget(profile), hx.JRP_TABLE_SWEEPS[hx.check_profile(profile)]
-            return [] if sweep is None else [
-                dict(part=f"JRP, batch {sweep.batch}", method=m, runs=len(sweep.items) * len(sweep.seeds),
-                     steps_per_run=b.configs[m].updates) for m in sweep.methods]
+            b = hx.jrp_budget(profile)
+            return [dict(part=f"JRP, batch {sweep.batch}", method=m, runs=len(sweep.items) * len(sweep.seeds),
+                         steps_per_run=b.configs[m].updates)
+                    for sweep in hx.JRP_TABLE_SWEEPS[hx.check_profile(profile)] for m in sweep.methods]
         b, runs = hx.lqr_budget(profile), [run[-1] for run in hx.lqr_runs(profile)]
         return [dict(part="switched LQR", method=m, runs=runs.count(m) * len(b.seeds), steps_per_run=c.updates)
                 for m, c in b.configs.items()]

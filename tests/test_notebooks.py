@@ -74,6 +74,9 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     batch16 = pd.read_csv(tables / "hpo_jrp_batch16.csv")  # the smoke profile's small version of §10.3's sweep
     assert set(batch16.method) == {"hpo_full", "ppo"} and (batch16.batch == 8).all() and (batch16.runs == 2).all()
     assert batch16.published.notna().all()  # n = 1 is in the published table
+    batch512 = pd.read_csv(tables / "hpo_jrp_batch512.csv")  # and of §10.2's batch-512 sweep, at batch 32
+    assert set(batch512.method) == {"hpo_full", "ppo"} and (batch512.batch == 32).all()
+    assert batch512.reference.notna().all() and batch512.published_gap_pct.notna().sum() == 1  # PPO's
     lqr = pd.read_csv(tables / "hpo_switched_lqr.csv")
     assert {"dim", "modes", "variant", "method", "seed", "test_cost", "optimal"} <= set(lqr.columns)
     assert {"switched", "single_mode"} <= set(lqr.variant) and "riccati" in set(lqr.method)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybridrl import experiments, hpo_experiments, network_experiments, realdata_experiments
+from hybridrl import experiments, hpo_experiments, network_experiments, realdata_experiments, reproduction
 
 # HDPO spec §3.2: train N / batch / T; dev N / T / warm-up; test N / T / warm-up
 SPLITS = {
@@ -138,9 +138,16 @@ def test_hpo_paper_budgets_are_the_published_protocol():
     # §9: reward scaling off for PPO on the S-LQR, std scaling for HPO on the JRP
     assert not lqr.configs["ppo"].reward_scaling and jrp.configs["hpo_full"].reward_scaling
     # §10.3's table: batch 16 for 25 epochs (the same 1600 updates), n up to 70, the cross-term ablation, 10 trials
-    table = hpo_experiments.JRP_TABLE_SWEEPS["paper"]
+    sweeps = {sweep.name: sweep for sweep in hpo_experiments.JRP_TABLE_SWEEPS["paper"]}
+    table = sweeps["batch16"]
     assert table.items == (1, 3, 5, 10, 20, 30, 40, 50, 60, 70) and table.seeds == tuple(range(10))
     assert table.batch == 16 and jrp.n_train // table.batch * 25 == jrp.configs["hpo_full"].updates
     assert table.methods == ("hpo_full", "hpo_decentralized", "ppo")
+    # §10.2's batch-512 row: 800 epochs (the same 1600 updates), its ten numbers of items, at least 5 runs for the
+    # mean of the five best
+    wide = sweeps["batch512"]
+    assert wide.batch == 512 and jrp.n_train // wide.batch * 800 == jrp.configs["hpo_full"].updates
+    assert wide.items == (1, 3, 5, 7, 10, 15, 20, 30, 40, 50) and len(wide.seeds) >= 5
+    assert set(wide.items) == set(reproduction.JRP_REFERENCE_TOP5) == set(reproduction.JRP_PPO_GAP_PUBLISHED[512])
     assert {(d, j) for d, j, _ in lqr.cells} == {(d, j) for d in (1, 3, 5, 7, 8, 10, 13, 16, 20, 24, 32, 40, 48)
                                                   for j in (1, 2, 4, 6, 8)}
