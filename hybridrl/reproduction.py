@@ -388,15 +388,19 @@ def jrp_rows() -> list[Row]:
     return rows + jrp_batch16_rows() + jrp_batch512_rows()
 
 
+def _sweep_table(name: str) -> tuple[pd.DataFrame, str, float | None]:
+    """A JRP table sweep's summary (empty if missing), its profile and the published-HPO tolerance there."""
+    table, prov = _table(name)
+    profile = prov.profile if prov else "unknown"
+    return (pd.DataFrame(columns=["published", "reference"]) if table is None else table, profile,
+            HPO_TOLERANCE["published_hpo"].get(profile))
+
+
 def jrp_batch16_rows() -> list[Row]:
     """The sweep of spec §10.3's table at its own batch size (16): HPO-full judged within the published-HPO
     tolerance of the published mean (the issue's target, e.g. n = 30: 39.43), the other methods shown."""
     experiment = "joint replenishment (HPO)"
-    table, prov = _table("hpo_jrp_batch16")
-    if table is None:
-        return []
-    profile = prov.profile if prov else "unknown"
-    tol = HPO_TOLERANCE["published_hpo"].get(profile)
+    table, profile, tol = _sweep_table("hpo_jrp_batch16")
     rows = []
     for r in table[table.published.notna()].itertuples():
         gap = [100 * (v / r.published - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
@@ -414,11 +418,7 @@ def jrp_batch512_rows() -> list[Row]:
     tolerance of §10.2's reference (spec §13: "HPO within about 1 % of the §10.2 references ... at B ∈ {128,
     512}"), and PPO's mean cost over that reference beside the published batch-512 gap, shown."""
     experiment = "joint replenishment (HPO)"
-    table, prov = _table("hpo_jrp_batch512")
-    if table is None:
-        return []
-    profile = prov.profile if prov else "unknown"
-    tol = HPO_TOLERANCE["published_hpo"].get(profile)
+    table, profile, tol = _sweep_table("hpo_jrp_batch512")
     rows = []
     for r in table[table.reference.notna()].itertuples():
         if r.method == "hpo_full":
