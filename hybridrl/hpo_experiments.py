@@ -350,8 +350,6 @@ class JRPTableSweep:
     profile runs each at a small batch under the same name."""
 
     name: str
-    source: str
-    """The spec section it reproduces."""
     items: tuple[int, ...]
     seeds: tuple[int, ...]
     batch: int
@@ -359,16 +357,14 @@ class JRPTableSweep:
 
 
 JRP_TABLE_SWEEPS = {
-    "smoke": (JRPTableSweep("batch16", "HPO spec §10.3", items=(1,), seeds=(0, 1), batch=8,
-                            methods=("hpo_full", "ppo")),
-              JRPTableSweep("batch512", "HPO spec §10.2", items=(1,), seeds=(0, 1), batch=32,
-                            methods=("hpo_full", "ppo"))),
+    "smoke": (JRPTableSweep("batch16", items=(1,), seeds=(0, 1), batch=8, methods=("hpo_full", "ppo")),
+              JRPTableSweep("batch512", items=(1,), seeds=(0, 1), batch=32, methods=("hpo_full", "ppo"))),
     "quick": (),  # 1600 updates per run: too long for a laptop; the quick rows say so
-    "paper": (JRPTableSweep("batch16", "HPO spec §10.3", items=(1, 3, 5, 10, 20, 30, 40, 50, 60, 70),
-                            seeds=tuple(range(10)), batch=16, methods=("hpo_full", "hpo_decentralized", "ppo")),
-              # §10.2's HPO reference is the mean of the five best HPO runs, so at least five seeds
-              JRPTableSweep("batch512", "HPO spec §10.2", items=(1, 3, 5, 7, 10, 15, 20, 30, 40, 50),
-                            seeds=tuple(range(10)), batch=512, methods=("hpo_full", "ppo"))),
+    "paper": (JRPTableSweep("batch16", items=(1, 3, 5, 10, 20, 30, 40, 50, 60, 70), seeds=tuple(range(10)),  # §10.3
+                            batch=16, methods=("hpo_full", "hpo_decentralized", "ppo")),
+              # §10.2; its HPO reference is the mean of the five best HPO runs, so at least five seeds
+              JRPTableSweep("batch512", items=(1, 3, 5, 7, 10, 15, 20, 30, 40, 50), seeds=tuple(range(10)),
+                            batch=512, methods=("hpo_full", "ppo"))),
 }
 
 

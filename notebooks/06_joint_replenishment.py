@@ -61,7 +61,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hybridrl import experiments, hpo_experiments, plots, reporting
-from hybridrl.reproduction import JRP_PPO_GAP_PUBLISHED, JRP_PUBLISHED, JRP_REFERENCE_TOP5
+from hybridrl.reproduction import JRP_PPO_GAP_B512, JRP_PUBLISHED, JRP_REFERENCE_TOP5
 
 experiments.check_profile(profile)
 started = time.time()
@@ -224,7 +224,7 @@ for name, sweep in table_sweeps.items():
         table_summary["reference"] = table_summary.n_items.map(JRP_REFERENCE_TOP5)
         table_summary["vs_reference_pct"] = 100 * (table_summary.test_cost / table_summary.reference - 1)
         table_summary["published_gap_pct"] = [
-            JRP_PPO_GAP_PUBLISHED[512].get(n) if m == "ppo" else None
+            JRP_PPO_GAP_B512.get(n) if m == "ppo" else None
             for n, m in zip(table_summary.n_items, table_summary.method)]
     sweep_summaries[name] = table_summary
 sweep_summaries

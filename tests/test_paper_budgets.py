@@ -148,6 +148,6 @@ def test_hpo_paper_budgets_are_the_published_protocol():
     wide = sweeps["batch512"]
     assert wide.batch == 512 and jrp.n_train // wide.batch * 800 == jrp.configs["hpo_full"].updates
     assert wide.items == (1, 3, 5, 7, 10, 15, 20, 30, 40, 50) and len(wide.seeds) >= 5
-    assert set(wide.items) == set(reproduction.JRP_REFERENCE_TOP5) == set(reproduction.JRP_PPO_GAP_PUBLISHED[512])
+    assert set(wide.items) == set(reproduction.JRP_REFERENCE_TOP5) == set(reproduction.JRP_PPO_GAP_B512)
     assert {(d, j) for d, j, _ in lqr.cells} == {(d, j) for d in (1, 3, 5, 7, 8, 10, 13, 16, 20, 24, 32, 40, 48)
                                                   for j in (1, 2, 4, 6, 8)}
