@@ -385,6 +385,33 @@ def jrp_rows() -> list[Row]:
     return rows + jrp_batch16_rows() + jrp_batch512_rows()
 
 
+def jrp_sweep_summary(name: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The summary of one JRP table sweep (:data:`hybridrl.hpo_experiments.JRP_TABLE_SWEEPS`, its runs' ``table``
+    with a ``batch`` column) beside the published numbers: per (n, method) the mean test cost with a 95 %
+    bootstrap interval, standard deviation and median, and then, for ``batch16`` (spec §10.3), the published
+    mean (``published``, ``vs_published_pct``); for ``batch512`` (§10.2), the mean of the five best runs
+    (``top5``), the HPO reference (``reference``, ``vs_reference_pct``) and PPO's published gap to it
+    (``published_gap_pct``)."""
+    from .hpo_experiments import method_summary
+
+    if name not in ("batch16", "batch512"):
+        raise ValueError(f"name must be 'batch16' or 'batch512', got {name!r}")
+    spread = table.groupby(["n_items", "method"]).test_cost.agg(
+        std="std", median="median", top5=lambda c: c.nsmallest(5).mean()).reset_index()
+    summary = (method_summary(table, keys=["n_items"]).merge(spread, on=["n_items", "method"])
+               .assign(batch=int(table.batch.iloc[0])))
+    if name == "batch16":
+        published = pd.DataFrame([dict(n_items=n, method=m, published=v) for n, values in JRP_PUBLISHED.items()
+                                  for m, v in zip(("hpo_full", "hpo_decentralized", "ppo"), values)])
+        summary = summary.drop(columns="top5").merge(published, on=["n_items", "method"], how="left")
+        return summary.assign(vs_published_pct=100 * (summary.test_cost / summary.published - 1))
+    summary["reference"] = summary.n_items.map(JRP_REFERENCE_TOP5)
+    summary["vs_reference_pct"] = 100 * (summary.test_cost / summary.reference - 1)
+    summary["published_gap_pct"] = [JRP_PPO_GAP_B512.get(n) if m == "ppo" else None
+                                    for n, m in zip(summary.n_items, summary.method)]
+    return summary
+
+
 def _sweep_table(name: str) -> tuple[pd.DataFrame, str, float | None]:
     """A JRP table sweep's summary (empty if missing), its profile and the published-HPO tolerance there."""
     table, prov = _table(name)
@@ -525,8 +552,8 @@ def network_rows() -> list[Row]:
     claim, prov = _table("hdpo_one_warehouse_data_claim")
     sources = {"symmetry_aware": "HDPO paper v2: 16x less data (16 vs 256 samples)",
                "gnn": "HDPO paper v3: GNNs reduce data requirements"}
+    profile = prov.profile if prov else "unknown"
     for r in ([] if claim is None else claim.itertuples()):
-        profile = prov.profile if prov else "unknown"
         reached = pd.notna(r.fraction)
         rows.append(Row("one warehouse (HDPO)", f"{r.method.replace('_', '-')} data needed to match vanilla with "
                         "all its data", sources.get(r.method, "issue target"), "≤ 1/4",

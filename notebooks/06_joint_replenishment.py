@@ -61,7 +61,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hybridrl import experiments, hpo_experiments, plots, reporting
-from hybridrl.reproduction import JRP_PPO_GAP_B512, JRP_PUBLISHED, JRP_REFERENCE_TOP5
+from hybridrl.reproduction import JRP_PUBLISHED, jrp_sweep_summary
 
 experiments.check_profile(profile)
 started = time.time()
@@ -203,30 +203,13 @@ efficiency.pivot(index="n_items", columns="method", values="median_updates")
 
 # %%
 table_sweeps = hpo_experiments.run_jrp_table_grid(profile, workers=workers, force=force)
-published_means = pd.DataFrame([dict(n_items=n, method=m, published=v) for n, values in JRP_PUBLISHED.items()
-                                for m, v in zip(("hpo_full", "hpo_decentralized", "ppo"), values)])
-sweep_summaries = {}
 if not table_sweeps:
     print(f"the {profile!r} profile runs none of these sweeps")
 for name, sweep in table_sweeps.items():
     if sweep.table.empty:
         print(f"no run of the {name} sweep is cached")
-        continue
-    spread = sweep.table.groupby(["n_items", "method"]).test_cost.agg(
-        std="std", median="median", top5=lambda c: c.nsmallest(5).mean()).reset_index()
-    table_summary = (hpo_experiments.method_summary(sweep.table, keys=["n_items"])
-                     .merge(spread, on=["n_items", "method"]).assign(batch=int(sweep.table.batch.iloc[0])))
-    if name == "batch16":  # §10.3: the published mean of each method
-        table_summary = table_summary.drop(columns="top5").merge(published_means, on=["n_items", "method"],
-                                                                 how="left")
-        table_summary["vs_published_pct"] = 100 * (table_summary.test_cost / table_summary.published - 1)
-    else:  # §10.2: the HPO reference and PPO's published gap to it
-        table_summary["reference"] = table_summary.n_items.map(JRP_REFERENCE_TOP5)
-        table_summary["vs_reference_pct"] = 100 * (table_summary.test_cost / table_summary.reference - 1)
-        table_summary["published_gap_pct"] = [
-            JRP_PPO_GAP_B512.get(n) if m == "ppo" else None
-            for n, m in zip(table_summary.n_items, table_summary.method)]
-    sweep_summaries[name] = table_summary
+sweep_summaries = {name: jrp_sweep_summary(name, sweep.table) for name, sweep in table_sweeps.items()
+                   if not sweep.table.empty}
 sweep_summaries
 
 # %% [markdown]

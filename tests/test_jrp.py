@@ -227,3 +227,22 @@ def test_a_jrp_run_refuses_a_batch_larger_than_the_training_set():
 
     with pytest.raises(ValueError, match="batch must be at most the 32 training scenarios, got 64"):
         hx.run_jrp(1, "hpo_full", 0, "smoke", batch=64)
+
+
+def test_a_table_sweep_summary_sets_ours_beside_the_published_numbers():
+    import pandas as pd
+
+    from hybridrl.reproduction import JRP_PUBLISHED, JRP_REFERENCE_TOP5, jrp_sweep_summary
+
+    costs = [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]
+    runs = pd.DataFrame(dict(n_items=30, method=["hpo_full"] * 6 + ["ppo"] * 6, seed=list(range(6)) * 2,
+                             test_cost=costs + [2 * c for c in costs]))
+    wide = jrp_sweep_summary("batch512", runs.assign(batch=512)).set_index("method")
+    assert wide.loc["hpo_full", "top5"] == 42.0 and wide.loc["ppo", "top5"] == 84.0  # the five best runs
+    assert wide.loc["hpo_full", "vs_reference_pct"] == 100 * (42.5 / JRP_REFERENCE_TOP5[30] - 1)
+    assert pd.isna(wide.loc["hpo_full", "published_gap_pct"]) and wide.loc["ppo", "published_gap_pct"] == 121.1
+    table = jrp_sweep_summary("batch16", runs.assign(batch=16)).set_index("method")
+    assert "top5" not in table.columns and table.loc["ppo", "published"] == JRP_PUBLISHED[30][2]
+    assert table.loc["hpo_full", "vs_published_pct"] == 100 * (42.5 / JRP_PUBLISHED[30][0] - 1)
+    with pytest.raises(ValueError, match="name"):
+        jrp_sweep_summary("batch64", runs.assign(batch=64))
