@@ -4,6 +4,7 @@
 #   make reproduce PROFILE=paper    the published scale (meant for a GPU: add DEVICE=cuda)
 #   make reproduce FORCE=1          recompute instead of reading the cache
 #   make reproduce CACHED_ONLY=1    train nothing: draw every chapter from its finished runs (stamped partial)
+#   make reproduce DEVICE=cuda DETERMINISTIC=1   deterministic CUDA kernels (HYBRIDRL_DETERMINISTIC; slower)
 #   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
 #   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
 #   make sweep PROFILE=paper BACKEND=ray GPUS_PER_RUN=0.25   every chapter's runs, no notebooks (hybridrl.sweeps)
@@ -17,6 +18,8 @@ PROFILE ?= quick
 DEVICE ?= cpu
 FORCE ?= 0
 CACHED_ONLY ?= 0
+DETERMINISTIC ?= $(or $(HYBRIDRL_DETERMINISTIC),0)
+export HYBRIDRL_DETERMINISTIC := $(DETERMINISTIC)
 BACKEND ?= local
 GPUS_PER_RUN ?= 0
 

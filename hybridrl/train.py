@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ._config import check_choice, check_int, check_positive, from_dict
+from ._device import deterministic_requested, use_deterministic_cuda
 from .cache import save_state_atomic
 from .estimators import ESTIMATORS
 from .inventory import rollout
@@ -111,7 +112,8 @@ def config_key(config: TrainConfig, *, without: tuple[str, ...] = ()) -> dict:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else must name a usable device."""
+    """``auto`` -> CUDA when available, else CPU; anything else must name a usable device. On CUDA, with
+    ``HYBRIDRL_DETERMINISTIC=1``, it also switches PyTorch to deterministic kernels (:mod:`hybridrl._device`)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -120,6 +122,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'cuda[:k]' or 'auto', got {device!r}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available")
+    if deterministic_requested() and dev.type == "cuda":  # HYBRIDRL_DETERMINISTIC=1 (a bad value fails here)
+        use_deterministic_cuda()
     return dev
 
 

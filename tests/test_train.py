@@ -1,6 +1,7 @@
 """The training loop: determinism, stacked members, checkpoints, model selection, no test leakage."""
 
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -222,3 +223,28 @@ def test_what_the_callback_returns_is_kept_in_the_history_across_an_interruption
     resumed = fit(VanillaMLP(grid.n_slots, init_seeds=[3]), splits.train, splits.dev, _config(epochs=3),
                   dev_warmup=10, checkpoint=ckpt, callback=note)
     assert [h["note"] for h in resumed.history] == [10, 20, 30]
+
+
+def test_the_determinism_switch_is_read_strictly_and_sets_pytorch_flags(monkeypatch):
+    from hybridrl import _device
+    from hybridrl.train import resolve_device
+
+    for value, expected in (("1", True), ("true", True), ("0", False), ("", False), ("off", False)):
+        monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", value)
+        assert _device.deterministic_requested() is expected
+    monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", "maybe")
+    with pytest.raises(ValueError, match="HYBRIDRL_DETERMINISTIC.*'maybe'"):
+        resolve_device("cpu")  # a bad value fails before any training, on every device
+    monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", "1")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert not torch.are_deterministic_algorithms_enabled()  # the CPU needs no switch: its runs repeat already
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        _device.use_deterministic_cuda()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
