@@ -7,7 +7,7 @@ determines it, so an interrupted grid resumes, and independent runs are spread o
 
 Methods (:func:`make_network_policy`): ``echelon_base_stock`` (the heuristic, its levels fitted by HDPO: spec
 §6.3), ``vanilla`` (:class:`~hybridrl.network_policies.NetworkMLP`), ``symmetry_aware``
-(:class:`~hybridrl.network_policies.SymmetryAware`) and ``gnn`` (the graph network, when available). Costs are
+(:class:`~hybridrl.network_policies.SymmetryAware`) and ``gnn`` (:class:`~hybridrl.network_policies.GraphNetwork`). Costs are
 per store and period over the test periods after the warm-up.
 """
 
@@ -60,8 +60,6 @@ def make_network_policy(method: str, network: Network, seed: int = 0, hidden: tu
         return np_.NetworkMLP(network, hidden=hidden, init_seed=seed)
     if method == "symmetry_aware":
         return np_.SymmetryAware(network, init_seed=seed)
-    if not hasattr(np_, "GraphNetwork"):
-        raise ValueError("method 'gnn' needs hybridrl.network_policies.GraphNetwork, which this version lacks")
     return np_.GraphNetwork(network, init_seed=seed)
 
 

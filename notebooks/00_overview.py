@@ -37,6 +37,16 @@
 # | 1 — lost sales | HDPO vs the DP optimum on Zipkin's grid | `tables/hdpo_lost_sales.*`, `figures/hdpo_lost_sales_*.png` |
 # | 2 — backlog | HDPO vs the optimal base stock, lead times up to 20 | `tables/hdpo_backlogged*.*`, `figures/hdpo_backlogged_*.png` |
 # | 3 — model-free RL | our simulator as Gymnasium environments; Stable-Baselines3 PPO vs HDPO and the optimum | `tables/model_free_lost_sales*.*`, `figures/model_free_lost_sales_learning.png` |
+# | 4 — the mixed gradient | HPO's estimator derived; unbiased against the exact gradient; the score function's variance against the dimension | `tables/hpo_estimator_*.*`, `figures/hpo_estimator_variance.png` |
+# | 5 — switched LQR | HPO vs PPO and the Gumbel-softmax baseline against the exact optimum | `tables/hpo_switched_lqr*.*`, `figures/hpo_switched_lqr_*.png` |
+# | 6 — joint replenishment | HPO vs PPO against the number of items, beside a tuned can-order heuristic | `tables/hpo_jrp*.*`, `figures/hpo_jrp_*.png` |
+# | 7 — the cross term | the cross term's signal and noise near and far from the optimum | `tables/hpo_cross_term*.*`, `figures/hpo_cross_term.png` |
+# | 8 — serial system | HDPO (echelon base stock, a neural policy) vs the exact Clark-Scarf optimum | `tables/hdpo_serial*.*`, `figures/hdpo_serial_learning.png` |
+# | 9 — one warehouse, many stores | vanilla, symmetry-aware and graph policies vs a lower bound and a tuned heuristic; data efficiency | `tables/hdpo_one_warehouse*.*`, `figures/hdpo_one_warehouse_*.png` |
+# | 10 — transshipment | HDPO vs the free-rebalancing lower bound | `tables/hdpo_transshipment*.*`, `figures/hdpo_transshipment_gaps.png` |
+# | 11 — HDPO vs REINFORCE | gap and gradient variance against training time, same policy and scenarios | `tables/hdpo_vs_reinforce*.*`, `figures/hdpo_vs_reinforce.png` |
+# | 12 — real data | Favorita sales: HDPO vs the generalized newsvendors and the just-in-time oracle | `tables/hdpo_real_data*.*`, `figures/hdpo_real_data_*.png` |
+# | 90 — benchmarks | speed of an epoch and of an update; the `paper` profile's hours (`make bench`) | `benchmarks.md` |
 # | 99 — reproduction report | every published or exact number beside ours | `REPRODUCTION.md` |
 #
 # Each chapter has a `profile` parameter: `smoke` runs in seconds (for the tests), `quick` (the default)

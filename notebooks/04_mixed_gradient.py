@@ -208,7 +208,8 @@ fig.suptitle(f"Switched LQR (J = 2, T = 5), 64 episodes per batch ({profile})")
 # %% [markdown]
 # What the table and figure show (in the `quick` profile; the numbers are in `paper/tables/hpo_estimator_variance`):
 # on the continuous network the score function's relative variance is one to three orders of magnitude above
-# the mixed estimator's at every dimension, and it grows with $p$. The mixed estimator's is not flat either: its
+# the mixed estimator's at every dimension, and it grows with $p$ overall (not monotonically: $p = 4$ lies
+# below $p = 2$). The mixed estimator's is not flat either: its
 # cross term $G_X$ is itself a score-function term (through the states), and its noise grows with $p$. The
 # decentralized estimator — the pathwise term alone — stays the lowest at every $p$: that is the variance the
 # decentralized update avoids, at the price of the bias shown above. So the statement "the mixed estimator's

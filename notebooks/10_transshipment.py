@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Chapter 10 — A transshipment center: HDPO against a lower bound
 #
-# **Regenerates** `paper/tables/hdpo_transshipment.{csv,md}` and `paper/figures/hdpo_transshipment_gaps.png`
+# **Regenerates** `paper/tables/hdpo_transshipment{,_summary}.{csv,md}` and `paper/figures/hdpo_transshipment_gaps.png`
 # (HDPO spec §4.5).
 #
 # A center buys from an unlimited supplier (lead time 3) but **cannot hold stock**: every period it ships all it

@@ -16,8 +16,8 @@
 # %% [markdown]
 # # Chapter 11 — HDPO against REINFORCE: the same policy, two gradients
 #
-# **Regenerates** `paper/tables/hdpo_vs_reinforce.{csv,md}` and `paper/figures/hdpo_vs_reinforce.png` (HDPO
-# spec §6.5, §8).
+# **Regenerates** `paper/tables/hdpo_vs_reinforce{,_summary}.{csv,md}` and
+# `paper/figures/hdpo_vs_reinforce.png` (HDPO spec §6.5, §8).
 #
 # The HDPO paper reports that differentiating through the simulator is "more robust than variants of the
 # REINFORCE algorithm", but the authors' code has no REINFORCE. Here the comparison is like for like: the
