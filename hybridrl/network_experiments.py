@@ -7,8 +7,9 @@ determines it, so an interrupted grid resumes, and independent runs are spread o
 
 Methods (:func:`make_network_policy`): ``echelon_base_stock`` (the heuristic, its levels fitted by HDPO: spec
 §6.3), ``vanilla`` (:class:`~hybridrl.network_policies.NetworkMLP`), ``symmetry_aware``
-(:class:`~hybridrl.network_policies.SymmetryAware`) and ``gnn`` (:class:`~hybridrl.network_policies.GraphNetwork`). Costs are
-per store and period over the test periods after the warm-up.
+(:class:`~hybridrl.network_policies.SymmetryAware`) and ``gnn``
+(:class:`~hybridrl.network_policies.GraphNetwork`). Costs are per store and period over the test periods after
+the warm-up.
 """
 
 from __future__ import annotations

@@ -115,13 +115,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else must name a usable device. On CUDA, with
     ``HYBRIDRL_DETERMINISTIC=1``, it also switches PyTorch to deterministic kernels (:mod:`hybridrl._device`)."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'cpu', 'cuda[:k]' or 'auto', got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available")
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be 'cpu', 'cuda[:k]' or 'auto', got {device!r}") from err
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available")
     if deterministic_requested() and dev.type == "cuda":  # HYBRIDRL_DETERMINISTIC=1 (a bad value fails here)
         use_deterministic_cuda()
     return dev

@@ -233,8 +233,9 @@ def test_the_determinism_switch_is_read_strictly_and_sets_pytorch_flags(monkeypa
         monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", value)
         assert _device.deterministic_requested() is expected
     monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", "maybe")
-    with pytest.raises(ValueError, match="HYBRIDRL_DETERMINISTIC.*'maybe'"):
-        resolve_device("cpu")  # a bad value fails before any training, on every device
+    for device in ("cpu", "auto"):
+        with pytest.raises(ValueError, match="HYBRIDRL_DETERMINISTIC.*'maybe'"):
+            resolve_device(device)  # a bad value fails before any training, on every device
     monkeypatch.setenv("HYBRIDRL_DETERMINISTIC", "1")
     assert resolve_device("cpu") == torch.device("cpu")
     assert not torch.are_deterministic_algorithms_enabled()  # the CPU needs no switch: its runs repeat already
