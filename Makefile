@@ -4,6 +4,7 @@
 #   make reproduce PROFILE=paper    the published scale (meant for a GPU: add DEVICE=cuda)
 #   make reproduce FORCE=1          recompute instead of reading the cache
 #   make reproduce CACHED_ONLY=1    train nothing: draw every chapter from its finished runs (stamped partial)
+#   make reproduce PLAIN=1          run the chapters as plain Python scripts (no Jupyter; e.g. a headless GPU node)
 #   make reproduce DEVICE=cuda DETERMINISTIC=1   deterministic CUDA kernels (HYBRIDRL_DETERMINISTIC; slower)
 #   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
 #   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
@@ -18,6 +19,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 FORCE ?= 0
 CACHED_ONLY ?= 0
+PLAIN ?= 0
 DETERMINISTIC ?= $(or $(HYBRIDRL_DETERMINISTIC),0)
 export HYBRIDRL_DETERMINISTIC := $(DETERMINISTIC)
 BACKEND ?= local
@@ -38,10 +40,10 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 reproduce: venv
-	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(CACHED_ONLY)),--cached-only,)
+	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(CACHED_ONLY)),--cached-only,) $(if $(filter 1,$(PLAIN)),--plain,)
 
 bench: venv
-	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE)
+	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE) $(if $(filter 1,$(PLAIN)),--plain,)
 
 sweep: venv
 	$(BIN)/python -m hybridrl.sweeps --profile $(PROFILE) --backend $(BACKEND) --gpus-per-run $(GPUS_PER_RUN) $(if $(filter 1,$(FORCE)),--force,)

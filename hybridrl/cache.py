@@ -3,6 +3,12 @@
 Each entry is one JSON file named by a hash of the experiment's full description (setting, method, budgets,
 seeds, package version). Writes are atomic (write to a temporary file, then rename), so an interruption never
 leaves a half-written entry; ``force=True`` recomputes and overwrites.
+
+``build/cache/`` is not committed. Runs too long to repeat (the `paper` profile's hours of training) can be
+archived: ``python -m hybridrl.sweeps --archive`` copies the finished records of a sweep (or slice) to
+``paper/runs/`` (:data:`hybridrl.paths.RUNS`, same layout), which is committed, and :func:`cached` reads an
+entry there when ``build/cache/`` lacks it. A fresh clone thus starts from every archived run, and a sweep spread
+over machines or sessions that keep nothing else loses no finished run.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class NotCached(LookupError):
 
 
 _lookup_only = False
+_hits: list[Path] | None = None
 
 
 @contextlib.contextmanager
@@ -36,6 +43,18 @@ def lookup_only():
         yield
     finally:
         _lookup_only = previous
+
+
+@contextlib.contextmanager
+def recording_hits():
+    """Inside the ``with`` block, the path of every entry :func:`cached` reads is appended to the list this
+    yields (how ``--archive`` finds the records of a sweep)."""
+    global _hits
+    previous, _hits = _hits, []
+    try:
+        yield _hits
+    finally:
+        _hits = previous
 
 
 def cached_only_requested() -> bool:
@@ -76,10 +95,15 @@ def cached(
     force: bool = False,
     directory: Path | None = None,
 ) -> Any:
-    """Return the cached result of ``compute()`` for ``description``, computing and storing it if needed."""
+    """Return the cached result of ``compute()`` for ``description``, computing and storing it if needed. An entry
+    missing from the cache is looked up in the archive of finished runs (:data:`hybridrl.paths.RUNS`; only for
+    the default ``directory``) before anything is computed; ``force`` reads neither."""
     path = _path(namespace, description, directory)
-    if path.exists() and not force:
-        return json.loads(path.read_text())["result"]
+    found = None if force else _existing(namespace, description, directory)
+    if found is not None:
+        if _hits is not None:
+            _hits.append(found)
+        return json.loads(found.read_text())["result"]
     if _lookup_only:
         raise NotCached(f"{namespace}/{path.name}")
     result = json.loads(json.dumps(compute(), default=float))  # the same types whether fresh or cached
@@ -88,9 +112,15 @@ def cached(
 
 
 def lookup(namespace: str, description: dict, directory: Path | None = None) -> Any | None:
-    """The cached result for ``description``, or ``None`` if there is none (nothing is computed)."""
-    path = _path(namespace, description, directory)
-    return json.loads(path.read_text())["result"] if path.exists() else None
+    """The cached (or archived) result for ``description``, or ``None`` if there is none (nothing is computed)."""
+    found = _existing(namespace, description, directory)
+    return None if found is None else json.loads(found.read_text())["result"]
+
+
+def _existing(namespace: str, description: dict, directory: Path | None) -> Path | None:
+    """The entry for ``description``: in the cache, else (default cache only) in the archive, else ``None``."""
+    places = [directory] if directory is not None else [paths.CACHE, paths.RUNS]
+    return next((p for p in (_path(namespace, description, d) for d in places) if p.exists()), None)
 
 
 def _path(namespace: str, description: dict, directory: Path | None) -> Path:

@@ -38,6 +38,10 @@ BENCHMARKS = PAPER / "benchmarks.md"
 """Timings on the CPU alone (``make bench``)."""
 BENCHMARKS_GPU = PAPER / "benchmarks_gpu.md"
 """Timings on a GPU with its machine's CPU measured beside it (``make bench DEVICE=cuda``)."""
+RUNS = PAPER / "runs"
+"""Finished training runs too long to repeat (the `paper` profile's), committed so that a fresh clone has them:
+records laid out as in :data:`CACHE`, copied there by ``python -m hybridrl.sweeps --archive`` and read by
+:func:`hybridrl.cache.cached` when the cache lacks them."""
 # not committed: executed notebooks and the cache of finished experiments
 BUILD = ROOT / "build"
 EXECUTED = BUILD / "notebooks"

@@ -9,13 +9,18 @@ and names it. A chapter whose data set is absent (the real-data chapter without 
 first cell with instructions, marks its tables "not run: data missing" and is reported as skipped, not failed.
 
 The ``.py`` file is the source of each chapter: it is converted with jupytext at run time, so what runs is
-what is reviewed.
+what is reviewed. ``--plain`` runs the same ``.py`` files as Python scripts instead, with no Jupyter at all
+(:func:`execute_script`), for machines that have PyTorch but not papermill or a kernel.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,8 +67,83 @@ def execute(source: Path, parameters: dict, output_dir: Path | None = None, *, l
     return executed
 
 
+class ChapterFailed(RuntimeError):
+    """A chapter run as a plain script (:func:`execute_script`) raised ``ename``: ``evalue``."""
+
+    def __init__(self, source: Path, ename: str, evalue: str):
+        super().__init__(f"{source.name}: {ename}: {evalue}")
+        self.ename, self.evalue = ename, evalue
+
+
+_PARAMETERS_CELL = re.compile(r"^# %%.*\btags=\[[^\]]*[\"']parameters[\"']")
+# The chapter's code runs in a namespace of its own while ``__main__`` stays this file-less driver, as in a Jupyter
+# kernel: the processes that the grids spawn then do not run the chapter again (``runpy.run_path`` would give
+# ``__main__`` the script's path, which spawned children re-execute).
+_DRIVER = """\
+import json, sys, traceback
+
+
+def display(*objects):  # what a notebook shows, printed
+    for obj in objects:
+        print(obj.to_string() if hasattr(obj, "to_string") else obj)
+
+
+try:
+    with open(sys.argv[1]) as source:
+        code = compile(source.read(), sys.argv[1], "exec")
+    exec(code, {"__name__": "__main__", "display": display})
+except BaseException as err:
+    traceback.print_exc()
+    with open(sys.argv[2], "w") as f:
+        json.dump(dict(ename=type(err).__name__, evalue=str(err)), f)
+    sys.exit(1)
+"""
+
+
+def declared_parameters(source: Path) -> tuple[list[str], int]:
+    """The names a chapter's ``parameters`` cell assigns, and the line (0-based) where the next cell starts, where
+    the overriding values go (as papermill injects them after that cell)."""
+    lines = source.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if _PARAMETERS_CELL.match(line)), None)
+    if start is None:
+        raise ValueError(f"{source.name} has no cell tagged 'parameters'")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%")), len(lines))
+    tree = ast.parse("\n".join(lines[start + 1:end]))
+    names = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+    return names, end
+
+
+def execute_script(source: Path, parameters: dict, output_dir: Path | None = None) -> Path:
+    """Execute one chapter as a plain Python script, without Jupyter (``--plain``: for a headless GPU or cluster
+    node that has PyTorch and the package's dependencies but not papermill, jupytext or a kernel). The py:percent
+    source is a valid script; the declared parameters are assigned right after its ``parameters`` cell, as
+    papermill would, and the script runs in a fresh interpreter from the notebooks folder, printing what the
+    notebook would show. It writes the same artifacts; the script actually run is kept in ``output_dir`` (no
+    executed notebook). Raises :class:`ChapterFailed` if the chapter raises."""
+    output_dir = output_dir or paths.EXECUTED
+    output_dir.mkdir(parents=True, exist_ok=True)
+    names, end = declared_parameters(source)
+    if "profile" not in names:
+        raise ValueError(f"{source.name} has no `profile` in a cell tagged 'parameters'")
+    lines = source.read_text().splitlines()
+    injected = ["# %% tags=[\"injected-parameters\"]"] + [f"{k} = {v!r}" for k, v in parameters.items() if k in names]
+    script = output_dir / f"{source.stem}.py"
+    script.write_text("\n".join(lines[:end] + injected + [""] + lines[end:]) + "\n")
+    error = output_dir / f"{source.stem}.error.json"
+    error.unlink(missing_ok=True)
+    env = dict(os.environ, MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
+    run = subprocess.run([sys.executable, "-c", _DRIVER, str(script.resolve()), str(error.resolve())],
+                         cwd=str(source.parent), env=env)
+    if run.returncode:
+        failure = json.loads(error.read_text()) if error.exists() else dict(ename="ExitCode",
+                                                                            evalue=f"exit status {run.returncode}")
+        raise ChapterFailed(source, failure["ename"], failure["evalue"])
+    return script
+
+
 def reproduce(profile: str, force: bool = False, only: list[str] | None = None, device: str = "cpu",
-              data: str | None = None, cached_only: bool = False) -> int:
+              data: str | None = None, cached_only: bool = False, plain: bool = False) -> int:
     """Execute the chapters (``only``: these file stems) in ``profile``. ``cached_only``: train nothing; every
     grid draws its tables from its finished (cached) runs alone, e.g. the slices a sweep has run so far
     (``python -m hybridrl.sweeps --where ...``), and every artifact is stamped *partial*. A chapter that cannot
@@ -76,7 +156,7 @@ def reproduce(profile: str, force: bool = False, only: list[str] | None = None, 
     if cached_only:
         os.environ["HYBRIDRL_CACHED_ONLY"] = "1"  # read by the grids, here and in the kernels (they inherit it)
     try:
-        return _reproduce(profile, force, only, device, data)
+        return _reproduce(profile, force, only, device, data, plain)
     finally:
         if cached_only and previous is None:
             del os.environ["HYBRIDRL_CACHED_ONLY"]
@@ -84,7 +164,8 @@ def reproduce(profile: str, force: bool = False, only: list[str] | None = None, 
             os.environ["HYBRIDRL_CACHED_ONLY"] = previous
 
 
-def _reproduce(profile: str, force: bool, only: list[str] | None, device: str, data: str | None) -> int:
+def _reproduce(profile: str, force: bool, only: list[str] | None, device: str, data: str | None,
+               plain: bool = False) -> int:
     failures, skipped, timings = [], [], []
     for source in chapters():
         if only and source.stem not in only:
@@ -93,7 +174,7 @@ def _reproduce(profile: str, force: bool, only: list[str] | None, device: str, d
         print(f"[reproduce] {source.name} (profile {profile}) ...", flush=True)
         started = time.time()
         try:
-            execute(source, parameters)
+            execute_script(source, parameters) if plain else execute(source, parameters)
         except Exception as err:  # noqa: BLE001 - report and go on with the other chapters
             if getattr(err, "ename", "") == DATA_MISSING:  # the chapter stopped early: its data set is absent
                 skipped.append(source.name)
@@ -124,10 +205,11 @@ def _absolute_data_folder(data: str | None) -> str | None:
     return None if data is None else str(Path(data).expanduser().resolve())
 
 
-def bench(profile: str = "quick", device: str = "cpu") -> int:
+def bench(profile: str = "quick", device: str = "cpu", plain: bool = False) -> int:
     source = paths.NOTEBOOKS / f"{BENCHMARK}.py"
     print(f"[bench] {source.name} (profile {profile}, device {device}) ...", flush=True)
-    execute(source, dict(profile=profile, device=device), log_output=True)
+    parameters = dict(profile=profile, device=device)
+    execute_script(source, parameters) if plain else execute(source, parameters, log_output=True)
     print(f"[bench] wrote {paths.BENCHMARKS if device == 'cpu' else paths.BENCHMARKS_GPU}")
     return 0
 
@@ -146,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ben = sub.add_parser("bench", help="run the benchmark chapter and write paper/benchmarks.md")
     ben.add_argument("--profile", default="quick")
     ben.add_argument("--device", default="cpu")
+    for command in (rep, ben):
+        command.add_argument("--plain", action="store_true",
+                             help="run each chapter as a plain Python script, without Jupyter (papermill, jupytext "
+                                  "and a kernel not needed); the same artifacts, no executed notebook")
     args = parser.parse_args(argv)
     try:
         check_profile(args.profile)
@@ -153,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if args.command == "reproduce":
         try:
-            return reproduce(args.profile, args.force, args.only, args.device, args.data, args.cached_only)
+            return reproduce(args.profile, args.force, args.only, args.device, args.data, args.cached_only,
+                             args.plain)
         except ValueError as err:
             parser.error(str(err))
-    return bench(args.profile, args.device)
+    return bench(args.profile, args.device, args.plain)
 
 
 if __name__ == "__main__":

@@ -52,11 +52,12 @@ class Provenance:
 def git_commit(root: Path | None = None) -> str:
     """Short hash of ``HEAD``, with ``+dirty`` when tracked source files differ from it; ``unknown`` outside git.
 
-    A copy of the tree without its git folder (a cluster node, a GPU machine) names its commit in the
-    environment variable ``HYBRIDRL_COMMIT``, which then wins."""
+    The commit is that of the code that runs (the checkout the package is imported from), also when
+    ``HYBRIDRL_ROOT`` sends the outputs elsewhere. A copy of the tree without its git folder (a cluster node, a
+    GPU machine) names its commit in the environment variable ``HYBRIDRL_COMMIT``, which then wins."""
     if os.environ.get("HYBRIDRL_COMMIT"):
         return os.environ["HYBRIDRL_COMMIT"]
-    root = root or paths.ROOT
+    root = root or paths.CHECKOUT or paths.ROOT
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True

@@ -479,11 +479,13 @@ def _check_chapters(chapters: list[str] | None) -> list[str]:
 
 def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, backend: Backend | str | None = None,
               force: bool = False, where: dict[str, tuple[str, ...]] | None = None,
-              status: bool = False) -> list[str]:
+              status: bool = False, archive: bool = False) -> list[str]:
     """Run the grids of ``chapters`` (default: all of :data:`CHAPTER_GRIDS`) in ``profile`` on ``backend``; the
     records land in the result cache. ``where`` (:func:`parse_where`) runs only a slice of each grid: the jobs
     that have every listed field with one of its values. ``status`` runs nothing: it says how many runs of each
-    grid (or slice) are in the cache. Returns the chapters."""
+    grid (or slice) are in the cache. ``archive`` runs nothing either: it copies the finished runs of the grids
+    (or slice) from the cache to the committed archive ``paper/runs/`` (:mod:`hybridrl.cache`). Returns the
+    chapters."""
     from .experiments import check_profile
 
     check_profile(profile)
@@ -491,8 +493,8 @@ def run_sweep(profile: str = "paper", chapters: list[str] | None = None, *, back
     backend = current_backend() if backend is None else backend
     if where and "12_real_data" in chapters:
         raise ValueError("the real-data chapter runs whole: leave it out of a sliced sweep (--where)")
-    if status:
-        return _status(profile, chapters, where or {})
+    if status or archive:
+        return _status(profile, chapters, where or {}, archive=archive)
     with use_backend(backend), use_selection(where or {}):
         for chapter in chapters:
             started = time.time()
@@ -507,15 +509,17 @@ class _Counted(Exception):
     """Raised by :func:`map_jobs` in a status check once it has counted a grid's cached runs."""
 
 
-def _status(profile: str, chapters: list[str], where: dict) -> list[str]:
+def _status(profile: str, chapters: list[str], where: dict, *, archive: bool = False) -> list[str]:
     """Every grid's jobs looked up in the cache in this process (nothing computed): ``map_jobs`` prints the count
-    and stops the grid there, before it draws anything from a partial set of records."""
+    and stops the grid there, before it draws anything from a partial set of records. ``archive``: the records
+    found in the cache are then copied to the archive (:data:`hybridrl.paths.RUNS`)."""
     global _looking_up
-    from .cache import NotCached, lookup_only
+    from .cache import NotCached, lookup_only, recording_hits
 
     previous, _looking_up = _looking_up, True
     try:
-        with use_backend(Backend("local", workers=1)), use_selection(where), lookup_only():
+        with (use_backend(Backend("local", workers=1)), use_selection(where), lookup_only(),
+              recording_hits() as hits):
             for chapter in chapters:
                 print(f"[status] {chapter} (profile {profile})", flush=True)
                 for grid in CHAPTER_GRIDS[chapter]:
@@ -527,7 +531,26 @@ def _status(profile: str, chapters: list[str], where: dict) -> list[str]:
                         print(f"  not in the cache yet: {missing}")
     finally:
         _looking_up = previous
+    if archive:
+        _archive(hits)
     return chapters
+
+
+def _archive(hits: list) -> None:
+    """Copy the cache entries ``hits`` that the archive lacks into it (same relative paths); say how many."""
+    import shutil
+
+    from . import paths
+
+    new = sorted({h for h in hits if paths.CACHE in h.parents and not (paths.RUNS / h.relative_to(paths.CACHE))
+                  .exists()})
+    for entry in new:
+        target = paths.RUNS / entry.relative_to(paths.CACHE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(entry, target)
+    archived = sum(1 for h in set(hits) if paths.RUNS in h.parents)
+    size = sum(e.stat().st_size for e in new)
+    print(f"[archive] {len(new)} runs copied to {paths.RUNS} ({size / 1e6:.1f} MB); {archived} were there already")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -545,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"seed=0,1,2 (fields: {', '.join(JOB_FIELDS)})")
     parser.add_argument("--status", action="store_true",
                         help="say how many runs of each grid (or slice) are in the cache, and run nothing")
+    parser.add_argument("--archive", action="store_true",
+                        help="copy the finished runs of the chapters (or slice) from build/cache/ to paper/runs/, "
+                             "which is committed (runs too long to repeat); run nothing")
     parser.add_argument("--plan", action="store_true",
                         help="print how many runs and gradient steps each chapter trains, and run nothing")
     args = parser.parse_args(argv)
@@ -559,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             name=args.backend, address=args.address, workers=args.workers).items() if v is not None},
             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
         run_sweep(args.profile, args.chapters, backend=backend, force=args.force, where=parse_where(args.where),
-                  status=args.status)
+                  status=args.status, archive=args.archive)
     except ValueError as err:
         parser.error(str(err))
     return 0

@@ -89,9 +89,10 @@ episode.state = episode.state.double()
 policy = HybridPolicy(problem.observation_dim, problem.n_choices, problem.action_dim, hidden=(16,), head_std=0.5,
                       init_seed=seed).double()
 params = list(policy.parameters())
-exact = torch.cat([g.flatten() for g in torch.autograd.grad(exact_objective(policy, problem, episode), params)])
+objective = exact_objective(policy, problem, episode)
+exact = torch.cat([g.flatten() for g in torch.autograd.grad(objective, params)])
 n_discrete = sum(p.numel() for p in policy.discrete_parameters())
-print(f"J(θ) = {float(exact_objective(policy, problem, episode)):.4f}; {len(exact)} parameters "
+print(f"J(θ) = {objective.item():.4f}; {len(exact)} parameters "
       f"({n_discrete} discrete, {len(exact) - n_discrete} continuous); |∇J| = {float(exact.norm()):.4f}")
 
 # %% [markdown]

@@ -10,7 +10,7 @@ import jupytext
 import pandas as pd
 import pytest
 
-from hybridrl import favorita, paths, pipeline, reproduction
+from hybridrl import favorita, paths, pipeline, reporting, reproduction
 from hybridrl.reporting import Provenance, save_table
 
 CHAPTERS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -167,6 +167,68 @@ def test_a_sliced_sweep_then_reproduce_cached_only_draws_partial_tables(tmp_path
     assert json.loads((tables / "hpo_jrp.provenance.json").read_text())["status"].startswith("partial")
     assert "**Partial tables**" in (tmp_path / "paper" / "REPRODUCTION.md").read_text()
     assert sorted(p.name for p in trained.rglob("*.json")) == cache  # nothing was trained
+
+
+def test_a_plain_run_injects_the_declared_parameters_and_reports_the_error(tmp_path):
+    """``--plain`` runs a chapter as a script: the overriding values go right after the parameters cell (only the
+    names it declares), and an exception in the chapter comes back with its class name (the pipeline skips a
+    chapter that raised DataMissing on that name)."""
+    chapter = tmp_path / "01_toy.py"
+    chapter.write_text("# %% [markdown]\n# A toy chapter\n\n"
+                       '# %% tags=["parameters"]\nprofile = "quick"  # which scale\nsteps: int = 1\nout = ""\n\n'
+                       "# %%\nimport json\n\nif steps < 0:\n    raise ValueError(f'steps = {steps} is negative')\n"
+                       "json.dump(dict(profile=profile, steps=steps), open(out, 'w'))\n")
+    assert pipeline.declared_parameters(chapter) == (["profile", "steps", "out"], 8)
+    out = tmp_path / "values.json"
+    script = pipeline.execute_script(chapter, dict(profile="smoke", steps=3, out=str(out), device="cuda"),
+                                     tmp_path / "executed")
+    assert json.loads(out.read_text()) == dict(profile="smoke", steps=3)
+    assert "device" not in script.read_text()  # not declared: not passed on
+    with pytest.raises(pipeline.ChapterFailed) as failure:
+        pipeline.execute_script(chapter, dict(profile="smoke", steps=-1, out=str(out)), tmp_path / "executed")
+    assert failure.value.ename == "ValueError" and failure.value.evalue == "steps = -1 is negative"
+    (tmp_path / "02_none.py").write_text("# %%\nprofile = 'quick'\n")
+    with pytest.raises(ValueError, match="02_none.py has no cell tagged 'parameters'"):
+        pipeline.execute_script(tmp_path / "02_none.py", dict(profile="smoke"), tmp_path / "executed")
+
+
+@pytest.mark.notebook
+def test_a_plain_run_writes_what_papermill_writes(tmp_path):
+    """The same chapter, once through papermill and once as a plain script (no Jupyter): the same tables."""
+    tables = {}
+    for runner in ("papermill", "plain"):
+        env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path / runner), MPLBACKEND="Agg")
+        run = subprocess.run([sys.executable, "-m", "hybridrl.pipeline", "reproduce", "--profile", "smoke", "--only",
+                              "04_mixed_gradient"] + (["--plain"] if runner == "plain" else []),
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        tables[runner] = {name: pd.read_csv(tmp_path / runner / "paper" / "tables" / f"{name}.csv")
+                          for name in ("hpo_estimator_bias", "hpo_estimator_variance")}
+    assert (tmp_path / "papermill" / "build" / "notebooks" / "04_mixed_gradient.ipynb").exists()
+    assert (tmp_path / "plain" / "build" / "notebooks" / "04_mixed_gradient.py").exists()
+    for name, table in tables["papermill"].items():
+        pd.testing.assert_frame_equal(table, tables["plain"][name])
+    if (paths.CHECKOUT / ".git").exists():  # the stamp names the code's commit, though the outputs went elsewhere
+        stamp = json.loads((tmp_path / "plain" / "paper" / "tables" / "hpo_estimator_bias.provenance.json").read_text())
+        assert stamp["commit"].split("+")[0] == reporting.git_commit().split("+")[0] != "unknown"
+
+
+@pytest.mark.notebook
+def test_the_gpu_check_script_runs_a_time_boxed_slice(tmp_path):
+    """``.ci/gpu slice`` (tried on the CPU with ``DEVICE=cpu``, at the smoke scale): the slice's finished runs are
+    packed for another machine, and the status of the slice is printed."""
+    script = paths.CHECKOUT / ".ci" / "gpu"
+    env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), LOGS=str(tmp_path / "logs"), DEVICE="cpu",
+               PYTHON=sys.executable, SLICE_PROFILE="smoke", SLICE_CHAPTERS="06_joint_replenishment",
+               SLICE_WHERE="items=3 seed=0", SLICE_WORKERS="1", SLICE_SECONDS="240")
+    run = subprocess.run([str(script), "slice"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "JRP: 4 of 4 runs in the cache" in run.stdout and "all passed: slice" in run.stdout
+    listing = subprocess.run(["tar", "tzf", str(tmp_path / "logs" / "new-runs.tgz")], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert len([name for name in listing if name.startswith("./hpo/jrp/")]) == 4
+    wrong = subprocess.run([str(script), "everything"], env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unknown step 'everything'" in wrong.stderr
 
 
 @pytest.mark.notebook

@@ -177,6 +177,43 @@ def test_status_and_cached_only_read_the_cache_and_compute_nothing(tmp_path, mon
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == files  # nothing computed, nothing written
 
 
+def test_archived_runs_are_read_when_the_cache_lacks_them(tmp_path, monkeypatch, capsys):
+    """``--archive`` copies a slice's finished runs to the committed archive; a fresh clone (an empty cache) then
+    finds them there, computes nothing, and a second ``--archive`` copies nothing; ``force`` ignores the
+    archive."""
+    from hybridrl import cache, paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "paper" / "runs")
+    network_experiments.run_network_grid("serial", "smoke", seeds=(0,), methods=("vanilla",), workers=1,
+                                         progress=False)
+    capsys.readouterr()
+    sweeps.main(["--profile", "smoke", "--chapters", "08_serial", "--where", "seed=0", "--archive"])
+    out = capsys.readouterr().out
+    assert "serial (smoke): 1 of 2 runs in the cache" in out and "[archive] 1 runs copied" in out
+    archived = sorted(p.relative_to(paths.RUNS) for p in paths.RUNS.rglob("*.json"))
+    assert [p.parent.as_posix() for p in archived] == ["network/serial/vanilla"]
+    record = json.loads((paths.RUNS / archived[0]).read_text())
+    for entry in (tmp_path / "cache").rglob("*"):  # a fresh clone: only what is committed
+        entry.unlink() if entry.is_file() else None
+    monkeypatch.setenv("HYBRIDRL_CACHED_ONLY", "1")
+    table = network_experiments.run_network_grid("serial", "smoke", workers=1, progress=False).table
+    assert list(zip(table.method, table.seed)) == [("vanilla", 0)]
+    assert table.test_cost.iloc[0] == record["result"]["test_cost"]
+    assert not list((tmp_path / "cache").rglob("*.json"))  # read from the archive, nothing computed
+    sweeps.main(["--profile", "smoke", "--chapters", "08_serial", "--archive"])
+    out = capsys.readouterr().out
+    assert "[archive] 0 runs copied" in out and "1 were there already" in out
+    calls = []
+    description = dict(toy=1)
+    cache.write_json_atomic(paths.RUNS / "toy" / f"{cache.key_of(description)}.json",
+                            dict(description=description, result=1.0))
+    assert cache.cached("toy", description, lambda: calls.append(1) or 2.0) == 1.0 and not calls
+    assert cache.cached("toy", description, lambda: calls.append(1) or 2.0, force=True) == 2.0 and calls == [1]
+    assert cache.cached("toy", description, lambda: 3.0) == 2.0  # the fresh entry in the cache comes first
+    assert cache.cached("toy", description, lambda: 3.0, directory=tmp_path / "elsewhere") == 3.0  # no archive
+
+
 def test_estimated_hours_cover_the_measured_workloads_and_name_the_others():
     plan = sweeps.plan("paper", ["08_serial", "12_real_data"])
     steps = plan.set_index(["part", "method"]).steps
