@@ -6,14 +6,15 @@ leaves a half-written entry; ``force=True`` recomputes and overwrites.
 
 ``build/cache/`` is not committed. Runs too long to repeat (the `paper` profile's hours of training) can be
 archived: ``python -m hybridrl.sweeps --archive`` copies the finished records of a sweep (or slice) to
-``paper/runs/`` (:data:`hybridrl.paths.RUNS`, same layout), which is committed, and :func:`cached` reads an
-entry there when ``build/cache/`` lacks it. A fresh clone thus starts from every archived run, and a sweep spread
+``paper/runs/`` (:data:`hybridrl.paths.RUNS`, same layout, each entry compacted and gzipped: ``KEY.json.gz``),
+which is committed, and :func:`cached` reads an entry there when ``build/cache/`` lacks it. A fresh clone thus starts from every archived run, and a sweep spread
 over machines or sessions that keep nothing else loses no finished run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -103,7 +104,7 @@ def cached(
     if found is not None:
         if _hits is not None:
             _hits.append(found)
-        return json.loads(found.read_text())["result"]
+        return _read(found)["result"]
     if _lookup_only:
         raise NotCached(f"{namespace}/{path.name}")
     result = json.loads(json.dumps(compute(), default=float))  # the same types whether fresh or cached
@@ -114,13 +115,45 @@ def cached(
 def lookup(namespace: str, description: dict, directory: Path | None = None) -> Any | None:
     """The cached (or archived) result for ``description``, or ``None`` if there is none (nothing is computed)."""
     found = _existing(namespace, description, directory)
-    return None if found is None else json.loads(found.read_text())["result"]
+    return None if found is None else _read(found)["result"]
 
 
 def _existing(namespace: str, description: dict, directory: Path | None) -> Path | None:
     """The entry for ``description``: in the cache, else (default cache only) in the archive, else ``None``."""
-    places = [directory] if directory is not None else [paths.CACHE, paths.RUNS]
-    return next((p for p in (_path(namespace, description, d) for d in places) if p.exists()), None)
+    places = [_path(namespace, description, directory)]
+    if directory is None:
+        places.append(_archived(places[0]))
+    return next((p for p in places if p.exists()), None)
+
+
+def _archived(entry: Path) -> Path:
+    """Where the archive keeps the cache entry ``entry`` (a path under :data:`hybridrl.paths.CACHE`)."""
+    return paths.RUNS / entry.relative_to(paths.CACHE).with_suffix(".json.gz")
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            return json.load(f)
+    return json.loads(path.read_text())
+
+
+def archive(entries: list[Path]) -> tuple[list[Path], int]:
+    """Copy the cache entries among ``entries`` (paths under :data:`hybridrl.paths.CACHE`) that the archive lacks
+    into it, compact and gzipped, atomically; returns the new archive files and how many of ``entries`` were
+    archived entries already."""
+    new = []
+    for entry in sorted({e for e in entries if paths.CACHE in e.parents}):
+        target = _archived(entry)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with gzip.GzipFile(tmp, "wb", mtime=0) as f:  # mtime 0: the same bytes for the same record
+            f.write(json.dumps(json.loads(entry.read_text()), separators=(",", ":")).encode())
+        os.replace(tmp, target)
+        new.append(target)
+    return new, len({e for e in entries if paths.RUNS in e.parents})
 
 
 def _path(namespace: str, description: dict, directory: Path | None) -> Path:

@@ -537,20 +537,14 @@ def _status(profile: str, chapters: list[str], where: dict, *, archive: bool = F
 
 
 def _archive(hits: list) -> None:
-    """Copy the cache entries ``hits`` that the archive lacks into it (same relative paths); say how many."""
-    import shutil
-
+    """Copy the cache entries ``hits`` that the archive lacks into it (:func:`hybridrl.cache.archive`); say how
+    many."""
     from . import paths
+    from .cache import archive
 
-    new = sorted({h for h in hits if paths.CACHE in h.parents and not (paths.RUNS / h.relative_to(paths.CACHE))
-                  .exists()})
-    for entry in new:
-        target = paths.RUNS / entry.relative_to(paths.CACHE)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(entry, target)
-    archived = sum(1 for h in set(hits) if paths.RUNS in h.parents)
+    new, already = archive(hits)
     size = sum(e.stat().st_size for e in new)
-    print(f"[archive] {len(new)} runs copied to {paths.RUNS} ({size / 1e6:.1f} MB); {archived} were there already")
+    print(f"[archive] {len(new)} runs copied to {paths.RUNS} ({size / 1e6:.2f} MB); {already} were there already")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Sweeps: one mechanism for where runs execute; the Ray backend gives the same records as the local one."""
 
+import gzip
 import json
 import math
 
@@ -191,9 +192,12 @@ def test_archived_runs_are_read_when_the_cache_lacks_them(tmp_path, monkeypatch,
     sweeps.main(["--profile", "smoke", "--chapters", "08_serial", "--where", "seed=0", "--archive"])
     out = capsys.readouterr().out
     assert "serial (smoke): 1 of 2 runs in the cache" in out and "[archive] 1 runs copied" in out
-    archived = sorted(p.relative_to(paths.RUNS) for p in paths.RUNS.rglob("*.json"))
-    assert [p.parent.as_posix() for p in archived] == ["network/serial/vanilla"]
-    record = json.loads((paths.RUNS / archived[0]).read_text())
+    archived = sorted(p.relative_to(paths.RUNS) for p in paths.RUNS.rglob("*"))
+    assert [p.as_posix() for p in archived if p.suffix] == [
+        f"network/serial/vanilla/{c.stem}.json.gz" for c in (tmp_path / "cache" / "network").rglob("*.json")]
+    with gzip.open(paths.RUNS / [p for p in archived if p.suffix][0], "rt") as f:
+        record = json.load(f)
+    assert record == json.loads(next((tmp_path / "cache" / "network").rglob("*.json")).read_text())
     for entry in (tmp_path / "cache").rglob("*"):  # a fresh clone: only what is committed
         entry.unlink() if entry.is_file() else None
     monkeypatch.setenv("HYBRIDRL_CACHED_ONLY", "1")
@@ -206,8 +210,9 @@ def test_archived_runs_are_read_when_the_cache_lacks_them(tmp_path, monkeypatch,
     assert "[archive] 0 runs copied" in out and "1 were there already" in out
     calls = []
     description = dict(toy=1)
-    cache.write_json_atomic(paths.RUNS / "toy" / f"{cache.key_of(description)}.json",
-                            dict(description=description, result=1.0))
+    (paths.RUNS / "toy").mkdir()
+    with gzip.open(paths.RUNS / "toy" / f"{cache.key_of(description)}.json.gz", "wt") as f:
+        json.dump(dict(description=description, result=1.0), f)
     assert cache.cached("toy", description, lambda: calls.append(1) or 2.0) == 1.0 and not calls
     assert cache.cached("toy", description, lambda: calls.append(1) or 2.0, force=True) == 2.0 and calls == [1]
     assert cache.cached("toy", description, lambda: 3.0) == 2.0  # the fresh entry in the cache comes first
