@@ -7,8 +7,9 @@ leaves a half-written entry; ``force=True`` recomputes and overwrites.
 ``build/cache/`` is not committed. Runs too long to repeat (the `paper` profile's hours of training) can be
 archived: ``python -m hybridrl.sweeps --archive`` copies the finished records of a sweep (or slice) to
 ``paper/runs/`` (:data:`hybridrl.paths.RUNS`, same layout, each entry compacted and gzipped: ``KEY.json.gz``),
-which is committed, and :func:`cached` reads an entry there when ``build/cache/`` lacks it. A fresh clone thus starts from every archived run, and a sweep spread
-over machines or sessions that keep nothing else loses no finished run.
+which is committed, and :func:`cached` reads an entry there when ``build/cache/`` lacks it. A fresh clone thus
+starts from every archived run, and a sweep spread over machines or sessions that keep nothing else loses no
+finished run.
 """
 
 from __future__ import annotations

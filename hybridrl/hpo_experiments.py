@@ -25,6 +25,7 @@ import torch
 
 from . import __version__
 from ._config import check_choice, check_int
+from ._device import threads_per_run
 from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .hpo import HybridConfig, evaluate_hybrid, reported, train_hybrid
@@ -114,7 +115,7 @@ def _cached_run(experiment: str, problem, method: str, config: HybridConfig, siz
     ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads_per_run())
         data = splits()
         result = train_hybrid(problem, data.train, data.dev, config, checkpoint=ckpt)
         test = reported(problem, evaluate_hybrid(result.policy, problem, data.test))
@@ -545,7 +546,7 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
     ckpt = checkpoint_path("hpo/alignment", description, fresh=force)
 
     def compute() -> dict:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads_per_run())
         data = sample_jrp_splits(problem, *sizes)
 
         def study_at(update, policy, value):  # at dev evaluations (a frozen policy)

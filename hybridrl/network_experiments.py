@@ -22,6 +22,7 @@ import torch
 
 from . import __version__
 from ._config import check_choice, check_int
+from ._device import threads_per_run
 from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .networks import Network, make_network_splits, one_warehouse_network, serial_network, transshipment_network
@@ -228,7 +229,7 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
 
     def compute() -> dict:
         where = resolve_device(config.device)
-        torch.set_num_threads(1) if where.type == "cpu" else None
+        torch.set_num_threads(threads_per_run()) if where.type == "cpu" else None
         splits = make_network_splits(network, protocol)
         policy = make_network_policy(method, network, seed, hidden=budget.hidden)
         result = fit(policy, splits.train, splits.dev, config, dev_warmup=protocol.dev_warmup, checkpoint=ckpt,
@@ -396,7 +397,7 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
     ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads_per_run())
         problem, splits_of, policy_of, reference, integer = _comparison_problem(setting, profile)
         splits = splits_of(budget.protocol)
         policy = policy_of(seed)

@@ -33,6 +33,7 @@ import torch
 
 from . import __version__, favorita, newsvendor, stats
 from ._config import check_choice, check_int
+from ._device import threads_per_run
 from .cache import cached, checkpoint_path
 from .experiments import GridResult, check_profile, run_parallel
 from .reporting import device_name, git_commit
@@ -210,7 +211,7 @@ def run_one_store(method: str, seed: int = 0, profile: str = "quick", *, data=No
     ckpt = checkpoint_path("real_data/one_store", description, fresh=force)  # an interrupted run resumes
 
     def compute() -> dict:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads_per_run())
         splits = favorita.one_store_splits(data, n_series=b.n_series)
         model = forecaster(data, profile, progress=False)[0] if uses_forecaster else None
         policy = make_one_store_policy(method, model, seed, test_demand=splits.test.demand)
@@ -318,7 +319,7 @@ def run_network(method: str, seed: int = 0, profile: str = "quick", *, data=None
     ckpt = checkpoint_path("real_data/network", description, fresh=force)  # an interrupted run resumes
 
     def compute() -> dict:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads_per_run())
         splits = network_splits(data, network, n_items=b.network_items)
         policy = make_network_policy(method, network, seed, test_demand=splits.test.demand, hidden=b.network_hidden)
         return _train_and_test(policy, splits, config, ckpt, method=method,

@@ -219,6 +219,34 @@ def test_archived_runs_are_read_when_the_cache_lacks_them(tmp_path, monkeypatch,
     assert cache.cached("toy", description, lambda: 3.0, directory=tmp_path / "elsewhere") == 3.0  # no archive
 
 
+def test_threads_per_run_is_read_strictly_and_set_by_the_runs(tmp_path, monkeypatch):
+    """``HYBRIDRL_THREADS_PER_RUN`` (default 1) is the number of CPU threads a grid's run trains with; a bad value
+    stops a sweep before its first run."""
+    import torch
+
+    from hybridrl import _device, hpo_experiments, paths
+
+    for value, expected in (("", 1), ("1", 1), (" 3 ", 3)):
+        monkeypatch.setenv("HYBRIDRL_THREADS_PER_RUN", value)
+        assert _device.threads_per_run() == expected
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv("HYBRIDRL_THREADS_PER_RUN", bad)
+        with pytest.raises(ValueError, match=f"HYBRIDRL_THREADS_PER_RUN must be a positive integer, got '{bad}'"):
+            hpo_experiments.run_jrp_grid("smoke", workers=1, progress=False)
+    assert not (tmp_path / "cache").exists()  # nothing ran
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("HYBRIDRL_THREADS_PER_RUN", "2")
+        hpo_experiments.run_jrp(1, "hpo_full", 0, "smoke")
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("HYBRIDRL_THREADS_PER_RUN")
+        hpo_experiments.run_jrp(1, "hpo_full", 1, "smoke")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_estimated_hours_cover_the_measured_workloads_and_name_the_others():
     plan = sweeps.plan("paper", ["08_serial", "12_real_data"])
     steps = plan.set_index(["part", "method"]).steps
