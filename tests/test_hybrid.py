@@ -83,7 +83,7 @@ def test_rollout_records_and_is_deterministic_given_the_generator():
 def test_exact_objective_equals_the_average_over_sampled_paths():
     problem, policy = ToySwitched(), _policy()
     episode = problem.sample(4, torch.Generator().manual_seed(2))
-    exact = exact_objective(policy, problem, episode)
+    exact = exact_objective(policy, problem, episode).detach()
     many = episode[torch.arange(4).repeat(20000)]
     with torch.no_grad():
         sampled = hybrid_rollout(policy, problem, many, generator=torch.Generator().manual_seed(3)).total_cost()
