@@ -118,9 +118,10 @@ def execute_script(source: Path, parameters: dict, output_dir: Path | None = Non
     """Execute one chapter as a plain Python script, without Jupyter (``--plain``: for a headless GPU or cluster
     node that has PyTorch and the package's dependencies but not papermill, jupytext or a kernel). The py:percent
     source is a valid script; the declared parameters are assigned right after its ``parameters`` cell, as
-    papermill would, and the script runs in a fresh interpreter from the notebooks folder, printing what the
-    notebook would show. It writes the same artifacts; the script actually run is kept in ``output_dir`` (no
-    executed notebook). Raises :class:`ChapterFailed` if the chapter raises."""
+    papermill would, and the script runs in a fresh interpreter from the notebooks folder; what it prints and
+    passes to ``display`` is the log (a cell's bare last expression, which a notebook would show, is not). It
+    writes the same artifacts; the script actually run is kept in ``output_dir`` (no executed notebook). Raises
+    :class:`ChapterFailed` if the chapter raises."""
     output_dir = output_dir or paths.EXECUTED
     output_dir.mkdir(parents=True, exist_ok=True)
     names, end = declared_parameters(source)

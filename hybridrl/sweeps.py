@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from ._device import threads_per_run
 from ._progress import progress_bar
 
 BACKENDS = ("local", "ray")
@@ -154,8 +155,6 @@ def map_jobs(fn: Callable, jobs: list, *, workers: int | None = None, progress: 
     module-level function) and ``jobs`` picklable. ``workers`` caps the local pool (the backend's own ``workers``
     wins); Ray ignores it and schedules by resources."""
     backend = current_backend()
-    from ._device import threads_per_run
-
     threads_per_run()  # a bad HYBRIDRL_THREADS_PER_RUN fails here, before any run starts
     if _selection:
         selected = [job for job in jobs if _selected(job, _selection)]
