@@ -949,6 +949,7 @@ def train_agent(
     """
     sb3 = _sb3()
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     check_int("seed", seed, minimum=0)
@@ -989,6 +990,7 @@ def train_agent(
         hyperparameters["learning_rate"] = lambda remaining: lr * remaining  # SB3: `remaining` goes from 1 to 0
     with one_thread():
         model = algorithm("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **hyperparameters)
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty temp dir per run
         model.learn(total_timesteps=budget.env_steps, callback=Record(), progress_bar=progress)
     seconds = time.time() - started
     env_steps = int(model.num_timesteps)

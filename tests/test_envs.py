@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -387,7 +388,10 @@ def test_sb3_vec_env_and_a_tiny_cached_training(tmp_path, monkeypatch):
     venv.seed(4)
     np.testing.assert_array_equal(venv.reset(), first)
 
-    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's default logger would make a folder
     budget = envs.AgentBudget(env_steps=256, num_envs=4, horizon=16,
                               hyperparameters=dict(n_steps=32, batch_size=64, n_epochs=1))
     threads = torch.get_num_threads()
@@ -396,6 +400,7 @@ def test_sb3_vec_env_and_a_tiny_cached_training(tmp_path, monkeypatch):
     assert not run.cached and run.env_steps == 256 and run.curve
     again = envs.train_agent(LOST, budget, seed=1)
     assert again.cached and again.env_steps == 256
+    assert not list(scratch.glob("SB3-*"))  # no empty SB3-<date> log folder left behind per training
     test = sample_scenarios(LOST, 8, 12, demand_seed=65, inventory_seed=4840)
     np.testing.assert_array_equal(evaluate(run.policy(), test), evaluate(again.policy(), test))
     with pytest.raises(ValueError, match="algorithm must be one of"):
