@@ -65,18 +65,27 @@ def make_network_policy(method: str, network: Network, seed: int = 0, hidden: tu
     return np_.GraphNetwork(network, init_seed=seed)
 
 
-def lower_bound(setting: str, n_stores: int) -> float:
+SMOKE_BOUND_UNITS = 60
+"""The ``smoke`` profile's one-warehouse bound grid (``max_units``): still a valid bound, only looser, and well
+under a second per store instead of 2-8 s (:func:`hybridrl.references.one_warehouse_lower_bound`)."""
+
+
+def lower_bound(setting: str, n_stores: int, profile: str = "quick") -> float:
     """The setting's lower bound per store and period (:func:`hybridrl.references.one_warehouse_lower_bound`,
     :func:`hybridrl.references.transshipment_lower_bound`), cached on disk: the one-warehouse bound solves a
-    dynamic programme per store (seconds each)."""
+    dynamic programme per store (seconds each; in the ``smoke`` profile on a coarse grid,
+    :data:`SMOKE_BOUND_UNITS`, which is as valid and a little looser)."""
     from .references import one_warehouse_lower_bound, transshipment_lower_bound
 
     if setting not in ("one_warehouse", "transshipment"):
         raise ValueError(f"setting must be 'one_warehouse' or 'transshipment' for a lower bound, got {setting!r}")
+    coarse = check_profile(profile) == "smoke" and setting == "one_warehouse"
+    grid = dict(max_units=SMOKE_BOUND_UNITS) if coarse else {}
     network = make_network(setting, n_stores)
     bound = one_warehouse_lower_bound if setting == "one_warehouse" else transshipment_lower_bound
-    return cached("network/lower_bound", dict(network=repr(network), version=__version__, format=RESULT_FORMAT),
-                  lambda: float(bound(network)))
+    return cached("network/lower_bound", dict(network=repr(network), version=__version__, format=RESULT_FORMAT,
+                                              **grid),  # (no grid: the keys of the full bounds stay as they were)
+                  lambda: float(bound(network, **grid)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -369,7 +378,7 @@ def _comparison_problem(setting: str, profile: str):
 
     return (network, lambda protocol: make_network_splits(network, protocol),
             lambda seed: NetworkMLP(network, hidden=network_budget("one_warehouse", profile).hidden, init_seed=seed),
-            lower_bound("one_warehouse", 5), False)
+            lower_bound("one_warehouse", 5, profile), False)
 
 
 def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str = "quick", *,
@@ -438,6 +447,7 @@ def run_reinforce_grid(profile: str = "quick", *, workers: int | None = None, fo
     """Both settings × both methods × the profile's seeds, in parallel."""
     jobs = [dict(setting=s, method=m, seed=sd, profile=profile, force=force) for s in COMPARISON_SETTINGS
             for m in ("hdpo", "reinforce") for sd in COMPARISON_BUDGETS[(s, check_profile(profile))].seeds]
+    lower_bound("one_warehouse", 5, profile)  # once, here: the workers then read it instead of each computing it
     records = run_parallel(_comparison_job, jobs, workers=workers, progress=progress,
                            description=f"HDPO vs REINFORCE ({profile})")
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in records])

@@ -59,13 +59,13 @@ class LostSalesOptimum:
 
 def _bounded_tuples(length: int, total: int) -> np.ndarray:
     """All non-negative integer tuples of ``length`` with sum ``<= total``, in lexicographic order."""
-    if length == 0:
-        return np.zeros((1, 0), dtype=np.int64)
-    blocks = []
-    for first in range(total + 1):
-        rest = _bounded_tuples(length - 1, total - first)
-        blocks.append(np.hstack([np.full((len(rest), 1), first, dtype=np.int64), rest]))
-    return np.vstack(blocks)
+    # by length: the tuples of sum <= t, for every t <= total, are built once from the shorter ones (a plain
+    # recursion rebuilds them exponentially often: millions of small arrays for L = 4)
+    shorter = [np.zeros((1, 0), dtype=np.int64)] * (total + 1)  # length 0
+    for _ in range(length):
+        shorter = [np.vstack([np.hstack([np.full((len(rest), 1), first, dtype=np.int64), rest])
+                              for first, rest in enumerate(shorter[t::-1])]) for t in range(total + 1)]
+    return shorter[total]
 
 
 def _demand_pmf(mean: float, upto: int) -> np.ndarray:

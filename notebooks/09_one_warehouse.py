@@ -76,7 +76,7 @@ budget = network_experiments.network_budget("one_warehouse", profile)
 # it runs in the data-efficiency study (5 stores) only
 methods = network_experiments.chapter_methods("one_warehouse", profile)
 study_methods = network_experiments.chapter_methods("one_warehouse", profile, data_sizes=True)
-bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("one_warehouse", n))
+bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("one_warehouse", n, profile))
                        for n in budget.stores])
 bounds
 

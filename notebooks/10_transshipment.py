@@ -60,7 +60,7 @@ started = time.time()
 pd.set_option("display.precision", 4)
 budget = network_experiments.network_budget("transshipment", profile)
 methods = network_experiments.chapter_methods("transshipment", profile)  # the graph network: not in quick
-bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("transshipment", n))
+bounds = pd.DataFrame([dict(n_stores=n, lower_bound=network_experiments.lower_bound("transshipment", n, profile))
                        for n in budget.stores])
 bounds
 

@@ -71,3 +71,14 @@ def test_base_stock_grid_cost_is_consistent_with_the_normal_approximation():
     p, L = 9.0, 10
     approx = (1 + p) * 1.6 * math.sqrt(L + 1) * stats.norm.pdf(stats.norm.ppf(p / (p + 1)))
     assert abs(backlog_base_stock(p, 1.0, L).cost - approx) / approx < 0.005
+
+
+def test_bounded_tuples_are_every_tuple_of_bounded_sum_in_lexicographic_order():
+    from itertools import product
+
+    from hybridrl.references import _bounded_tuples
+
+    for length in range(4):
+        for total in range(5):
+            expected = [t for t in product(range(total + 1), repeat=length) if sum(t) <= total]
+            assert _bounded_tuples(length, total).tolist() == [list(t) for t in expected]
