@@ -570,15 +570,49 @@ def network_step(network: Network, inventory: Tensor, requests: Tensor, demand: 
     return NetworkStep(following.view(B, N, n), cost, flows, shortage, torch.minimum(x.clamp_min(0), demand))
 
 
+def _network_period(policy, network: Network, inventory: Tensor, demand: Tensor, period: int, past, calendar, mean,
+                    round_orders: bool) -> tuple[Tensor, NetworkStep, Tensor]:
+    """One period of a network rollout: observe, decide, simulate, share the upstream cost among the stores.
+    Kept apart so that it can be compiled as one unit (:func:`_compiled_network_period`)."""
+    requests = policy(NetworkObservation(inventory, network, period, past, calendar, mean))
+    if round_orders:
+        requests = torch.round(requests)
+    result = network_step(network, inventory, requests, demand)
+    upstream = result.location_cost.masked_fill(network.tensor("is_store", inventory), 0.0).sum(-1, keepdim=True)
+    cost = result.location_cost[:, network.tensor("store_index", inventory)] + upstream / network.n_stores
+    return requests, result, cost
+
+
+_compiled_network_unit = None
+
+
+def _compiled_network_period():
+    """:func:`_network_period` compiled by ``torch.compile`` (built on first use). One compilation per policy
+    architecture, network and batch size, kept for the life of the process (and, by PyTorch, on disk): a new
+    policy of the same architecture, e.g. the next training seed, reuses it."""
+    global _compiled_network_unit
+    if _compiled_network_unit is None:
+        import torch._dynamo
+
+        # every (architecture, network, batch size, grad mode) is a recompilation of this one function: a grid runs
+        # dozens in one process, past PyTorch's default limit of 8, after which it would silently run eagerly
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+        _compiled_network_unit = torch.compile(_network_period)  # the period becomes dynamic after its first change
+    return _compiled_network_unit
+
+
 def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = None, *, round_orders: bool = False,
                     record: bool = False, compile: bool = False, check_orders: bool = True) -> Trajectory:
     """Roll ``policy`` out on network scenarios; the :func:`hybridrl.inventory.rollout` of networks.
 
     ``Trajectory.cost`` is ``[B, S, T]`` (module docstring: store cost plus an equal share of the upstream cost).
     With ``record``, ``inventory`` is ``[B, N, T, n]``, ``orders`` the feasible flows ``[B, E, T]``, ``sales``
-    and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. ``compile`` is accepted for the
-    training loop's sake and ignored (networks run eagerly). Requests must be non-negative (checked once, after
-    the rollout; ``check_orders=False`` leaves the check to the caller, as in :func:`hybridrl.inventory.rollout`).
+    and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. With ``compile`` each period
+    (policy, simulator and cost) runs as one ``torch.compile``d unit: the same numbers up to floating-point
+    rounding, and on a CPU about a third less time per training step once compiled (the first call with a new
+    policy architecture, network or batch size compiles, for 15-35 s on a 2-core CPU, a few seconds when
+    PyTorch's on-disk cache has it). Requests must be non-negative (checked once, after the rollout;
+    ``check_orders=False`` leaves the check to the caller, as in :func:`hybridrl.inventory.rollout`).
 
     Real-data scenarios (module docstring) also fill the observation's ``past_demand`` (the ``H`` demands before
     period ``t``), ``calendar`` (period ``t``'s features) and ``mean_demand``.
@@ -588,20 +622,15 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     if periods > scenarios.periods:
         raise ValueError(f"periods={periods} exceeds the {scenarios.periods} periods of demand in the scenarios")
     inventory = scenarios.initial_inventory
-    stores = network.tensor("store_index", inventory)
-    is_store = network.tensor("is_store", inventory)
     past = observed_past(scenarios)
     calendar, mean = getattr(scenarios, "calendar", None), getattr(scenarios, "mean_demand", None)
+    one_period = _compiled_network_period() if compile else _network_period
     costs, records, lowest = [], [], None
     for t in range(periods):
-        requests = policy(NetworkObservation(inventory, network, t, past(t),
-                                             None if calendar is None else calendar[:, t], mean))
-        if round_orders:
-            requests = torch.round(requests)
+        requests, result, cost = one_period(policy, network, inventory, scenarios.demand[..., t], t, past(t),
+                                            None if calendar is None else calendar[:, t], mean, round_orders)
         lowest = requests.detach().amin() if lowest is None else torch.minimum(lowest, requests.detach().amin())
-        result = network_step(network, inventory, requests, scenarios.demand[..., t])
-        upstream = result.location_cost.masked_fill(is_store, 0.0).sum(-1, keepdim=True)
-        costs.append(result.location_cost[:, stores] + upstream / network.n_stores)
+        costs.append(cost)
         if record:
             lost = result.shortage if network.lost_sales else torch.zeros_like(result.shortage)
             records.append((inventory, result.shipped, result.sold, lost, result.location_cost))

@@ -23,7 +23,7 @@ The sweep runner
 head node; ``make reproduce PROFILE=paper`` afterwards only reads the records and draws the tables. Setting
 ``HYBRIDRL_BACKEND=ray`` (and ``HYBRIDRL_GPUS_PER_RUN``) sends the notebooks' own runs to Ray instead.
 Interrupting a sweep loses only the runs in flight: finished records are in the cache, and trainings that
-checkpoint resume from their last dev evaluation.
+checkpoint resume from their last dev evaluation. Its local workers end with it, however it is stopped (on Linux).
 """
 
 from __future__ import annotations
@@ -201,12 +201,33 @@ class _FromCache:
                 return None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A local worker's initializer: end this worker when the process that started it ends, however it ends.
+
+    Without it, a sweep stopped by ``kill`` (not Ctrl-C, which reaches the whole process group) leaves its workers
+    training on: they use the cores, and a restarted sweep would train the same runs a second time beside them.
+    Their trainings resume from their last checkpoint when the sweep is started again. Linux only (``prctl``);
+    elsewhere the workers end when they next ask for a job."""
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+
+
 def _map_local(fn, jobs, workers: int, progress: bool, description: str) -> list:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             return list(progress_bar(pool.map(fn, jobs), total=len(jobs), desc=description, disable=not progress,
                              mininterval=5))
     return [fn(job) for job in progress_bar(jobs, desc=description, disable=not progress, mininterval=5)]

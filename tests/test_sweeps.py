@@ -1,8 +1,11 @@
 """Sweeps: one mechanism for where runs execute; the Ray backend gives the same records as the local one."""
 
+import contextlib
 import gzip
 import json
 import math
+import os
+import sys
 
 import pandas as pd
 import pytest
@@ -257,3 +260,56 @@ def test_estimated_hours_cover_the_measured_workloads_and_name_the_others():
     assert serial.measured_steps_pct == 100 and serial.not_measured == "–"
     assert math.isnan(real.hours) and real.measured_steps_pct == 0
     assert "real data, one store: hdpo" in real.not_measured and "quantile_nv" not in real.not_measured  # untrained
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers follow their parent through prctl (Linux)")
+def test_local_workers_end_when_the_sweep_is_killed(tmp_path):
+    """A sweep ended by SIGKILL takes its worker processes with it: no orphaned training goes on using the cores
+    (and racing a restarted sweep for the same runs)."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    (tmp_path / "slow_job.py").write_text(textwrap.dedent("""
+        import os, pathlib, time
+
+        def job(folder):
+            pathlib.Path(folder, f"{os.getpid()}.pid").touch()
+            time.sleep(300)
+    """))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = ("import slow_job; from hybridrl.sweeps import map_jobs; "
+              f"map_jobs(slow_job.job, [{str(pids)!r}] * 2, workers=2, progress=False)")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               HYBRIDRL_BACKEND="local")
+    sweep = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(pids.iterdir())) < 2:
+            assert sweep.poll() is None, "the sweep ended before its workers started"
+            assert time.monotonic() < deadline, "the workers did not start within 120 s"
+            time.sleep(0.2)
+        workers = [int(p.stem) for p in pids.iterdir()]
+        assert all(_alive(pid) for pid in workers)
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "workers kept running after the sweep was killed"
+    finally:
+        sweep.kill()
+        for p in pids.iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(p.stem), signal.SIGKILL)
