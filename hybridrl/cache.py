@@ -65,6 +65,21 @@ def cached_only_requested() -> bool:
     return os.environ.get("HYBRIDRL_CACHED_ONLY", "") == "1"
 
 
+@contextlib.contextmanager
+def cached_only():
+    """Inside the ``with`` block, grids read their finished runs (cache, then archive) and leave out the others,
+    computing nothing, as under ``HYBRIDRL_CACHED_ONLY=1`` (:func:`cached_only_requested`)."""
+    previous = os.environ.get("HYBRIDRL_CACHED_ONLY")
+    os.environ["HYBRIDRL_CACHED_ONLY"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["HYBRIDRL_CACHED_ONLY"]
+        else:
+            os.environ["HYBRIDRL_CACHED_ONLY"] = previous
+
+
 def key_of(description: Any) -> str:
     """A short stable hash of a JSON-serialisable description."""
     text = json.dumps(description, sort_keys=True, default=str)

@@ -115,6 +115,8 @@ def provenance(notebook: str, profile: str, started: float, device: str = "cpu",
 
 
 def _fmt(value, digits: int) -> str:
+    if value is pd.NA:  # a missing entry of an integer column
+        return "–"
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
@@ -123,7 +125,7 @@ def _fmt(value, digits: int) -> str:
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table of ``df`` (floats with ``digits`` decimals, NaN as ``–``)."""
+    """A GitHub-flavoured Markdown table of ``df`` (floats with ``digits`` decimals, NaN and NA as ``–``)."""
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     rows = ["| " + " | ".join(_fmt(v, digits) for v in row) + " |" for row in df.itertuples(index=False)]

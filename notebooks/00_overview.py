@@ -47,7 +47,7 @@
 # | 11 — HDPO vs REINFORCE | gap and gradient variance against training time, same policy and scenarios | `tables/hdpo_vs_reinforce*.*`, `figures/hdpo_vs_reinforce.png` |
 # | 12 — real data | Favorita sales: HDPO vs the generalized newsvendors and the just-in-time oracle | `tables/hdpo_real_data*.*`, `figures/hdpo_real_data_*.png` |
 # | 90 — benchmarks | speed of an epoch and of an update; the `paper` profile's hours (`make bench`) | `benchmarks.md` |
-# | 99 — reproduction report | every published or exact number beside ours | `REPRODUCTION.md` |
+# | 99 — reproduction report | every published or exact number beside ours, and the `paper` runs finished so far | `REPRODUCTION.md`, `tables/hpo_paper_runs.*` |
 #
 # Each chapter has a `profile` parameter: `smoke` runs in seconds (for the tests), `quick` (the default)
 # runs on a laptop CPU with reduced budgets, and `paper` runs the published protocol, meant for a GPU. Learned

@@ -20,7 +20,8 @@
 # tolerance it is judged by and whether it is reproduced.
 #
 # Nothing here computes a result: the report reads the tables the other chapters wrote under
-# `paper/tables/`, and each table's provenance says which profile produced it. The published and exact
+# `paper/tables/` (and the `paper` runs finished so far, below), and each table's provenance says which profile
+# produced it. The published and exact
 # values are in `hybridrl.reproduction`, with their sources. Run this chapter last (`make reproduce` does).
 
 # %%
@@ -43,8 +44,27 @@ from hybridrl import experiments, reporting, reproduction
 experiments.check_profile(profile)
 started = time.time()
 
+# %% [markdown]
+# ## `paper` runs finished so far
+#
+# The `paper` grids of the HPO chapters have thousands of runs, hours each on a CPU (chapter 5 alone has 4433).
+# Until a chapter runs at that scale, its own rows above come from the `quick` profile; the `paper` runs that
+# are already finished, in the cache or in the committed archive `paper/runs/`, are read here without computing
+# anything, and judged against the published numbers in a section of their own, every row with its number of
+# runs. The runs themselves go to `paper/tables/hpo_paper_runs.csv`, with the commit and device of each.
+
 # %%
-report = reproduction.build_report()
+paper_runs = reproduction.finished_paper_runs()
+reporting.save_table(
+    paper_runs, "hpo_paper_runs",
+    reporting.provenance("notebooks/99_reproduction.py", "paper", started,
+                         results=[experiments.GridResult(paper_runs.assign(cells_in_run=1), None)]),
+    caption="The `paper` runs of the HPO grids finished so far (cache and `paper/runs/`), one row per run; "
+            "test cost per item and period for the JRP.")
+paper_runs
+
+# %%
+report = reproduction.build_report(paper_runs)
 report
 
 # %%
