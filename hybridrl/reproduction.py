@@ -668,11 +668,9 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
 
     experiment = "`paper` runs finished so far (HPO)"
     tol = HPO_TOLERANCE["published_hpo"]["paper"]
-    pending = {grid for grid, table in _CHAPTER_TABLE.items()
-               if (_table(table)[1].profile if _table(table)[1] else None) != "paper"}
+    pending = {grid for grid, table in _CHAPTER_TABLE.items() if getattr(_table(table)[1], "profile", "") != "paper"}
     rows = []
-    lqr = runs[(runs.grid == "switched_lqr")].astype({"dim": int, "modes": int}) if "switched_lqr" in pending \
-        else runs.iloc[:0]
+    lqr = runs[runs.grid == ("switched_lqr" if "switched_lqr" in pending else None)].astype({"dim": int, "modes": int})
     names = ("hpo_full", "hpo_decentralized", "ppo")
     for r in hx.method_summary(lqr).itertuples() if len(lqr) else ():
         published = SLQR_PUBLISHED.get((r.dim, r.modes))
@@ -700,7 +698,7 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
                         f"{_interval(r.gap_pct, r.gap_low, r.gap_high, int(r.runs))}; P(HPO better) "
                         f"{r.p_better:.2f}", "interval > 0",
                         judge_above(r.gap_low, r.gap_high, 0.0) if judged else "not judged (one run each)", "paper"))
-    batch16 = runs[runs.grid == "jrp_batch16"] if "jrp_batch16" in pending else runs.iloc[:0]
+    batch16 = runs[runs.grid == ("jrp_batch16" if "jrp_batch16" in pending else None)]
     if len(batch16):
         batch16 = batch16.astype({"n_items": int, "batch": int})
         rows += _batch16_rows(experiment, jrp_sweep_summary("batch16", batch16), "paper", tol)
