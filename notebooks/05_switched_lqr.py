@@ -72,6 +72,8 @@ pd.DataFrame({m: vars(c) for m, c in budget.configs.items()}).drop(index=["seed"
 # The `paper` profile is the published protocol (HPO spec §8-§9: 4000 updates, networks [512, 512], PPO on the
 # raw costs). The `quick` profile trains 800 updates of smaller networks with larger learning rates, and gives
 # PPO std-scaled costs (`reward_scaling`): at its learning rate, PPO on the raw costs diverged at $p = 24$.
+# The `paper` grid has 4433 runs; until it has all run, the `paper` runs finished so far are set beside the
+# published rows in the last section of `paper/REPRODUCTION.md` (chapter 99).
 #
 # ## What the reference actually solved
 #

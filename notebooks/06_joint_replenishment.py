@@ -200,7 +200,8 @@ efficiency.pivot(index="n_items", columns="method", values="median_updates")
 # decentralized HPO and PPO at batch 16, HPO-full and PPO at batch 512) and sets our numbers beside the
 # published ones: at batch 16 the mean, standard deviation and median of each method; at batch 512 the mean of
 # the five best HPO runs (`top5`) and each method's mean cost over §10.2's reference. The `quick` profile skips
-# them (1600 updates a run are too many for a laptop), so there those rows of `paper/REPRODUCTION.md` are absent.
+# them (1600 updates a run are too many for a laptop), so there those rows of `paper/REPRODUCTION.md` are absent;
+# the `paper` runs of these sweeps finished so far are judged in the report's last section instead (chapter 99).
 
 # %%
 table_sweeps = hpo_experiments.run_jrp_table_grid(profile, workers=workers, force=force)
