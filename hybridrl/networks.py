@@ -570,11 +570,13 @@ def network_step(network: Network, inventory: Tensor, requests: Tensor, demand: 
     return NetworkStep(following.view(B, N, n), cost, flows, shortage, torch.minimum(x.clamp_min(0), demand))
 
 
-def _network_period(policy, network: Network, inventory: Tensor, demand: Tensor, period: int, past, calendar, mean,
-                    round_orders: bool) -> tuple[Tensor, NetworkStep, Tensor]:
-    """One period of a network rollout: observe, decide, simulate, share the upstream cost among the stores.
-    Kept apart so that it can be compiled as one unit (:func:`_compiled_network_period`)."""
-    requests = policy(NetworkObservation(inventory, network, period, past, calendar, mean))
+def _network_period(policy, obs: NetworkObservation, demand: Tensor, round_orders: bool
+                    ) -> tuple[Tensor, NetworkStep, Tensor]:
+    """One period of a network rollout: decide, simulate, share the upstream cost among the stores. Kept apart so
+    that it can be compiled as one unit (:func:`_compiled_network_period`). The observation is built outside:
+    compiled, a policy that never reads ``obs.period`` then needs no recompilation from one period to the next."""
+    network, inventory = obs.network, obs.inventory
+    requests = policy(obs)
     if round_orders:
         requests = torch.round(requests)
     result = network_step(network, inventory, requests, demand)
@@ -597,7 +599,7 @@ def _compiled_network_period():
         # every (architecture, network, batch size, grad mode) is a recompilation of this one function: a grid runs
         # dozens in one process, past PyTorch's default limit of 8, after which it would silently run eagerly
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-        _compiled_network_unit = torch.compile(_network_period)  # the period becomes dynamic after its first change
+        _compiled_network_unit = torch.compile(_network_period)
     return _compiled_network_unit
 
 
@@ -610,7 +612,7 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. With ``compile`` each period
     (policy, simulator and cost) runs as one ``torch.compile``d unit: the same numbers up to floating-point
     rounding, and on a CPU about a third less time per training step once compiled (the first call with a new
-    policy architecture, network or batch size compiles, for 15-35 s on a 2-core CPU, a few seconds when
+    policy architecture, network or batch size compiles, for 15-30 s on a 2-core CPU, a few seconds when
     PyTorch's on-disk cache has it). Requests must be non-negative (checked once, after the rollout;
     ``check_orders=False`` leaves the check to the caller, as in :func:`hybridrl.inventory.rollout`).
 
@@ -627,8 +629,10 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     one_period = _compiled_network_period() if compile else _network_period
     costs, records, lowest = [], [], None
     for t in range(periods):
-        requests, result, cost = one_period(policy, network, inventory, scenarios.demand[..., t], t, past(t),
-                                            None if calendar is None else calendar[:, t], mean, round_orders)
+        obs = NetworkObservation(inventory, network, t, past(t), None if calendar is None else calendar[:, t], mean)
+        # (the first period eagerly: its inventory carries no gradient, so compiled it would be a second graph)
+        requests, result, cost = (one_period if t else _network_period)(policy, obs, scenarios.demand[..., t],
+                                                                        round_orders)
         lowest = requests.detach().amin() if lowest is None else torch.minimum(lowest, requests.detach().amin())
         costs.append(cost)
         if record:
