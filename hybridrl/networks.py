@@ -611,7 +611,7 @@ def network_rollout(policy, scenarios: NetworkScenarios, periods: int | None = N
     With ``record``, ``inventory`` is ``[B, N, T, n]``, ``orders`` the feasible flows ``[B, E, T]``, ``sales``
     and ``lost`` are per store, and ``location_cost`` ``[B, N, T]`` is added. With ``compile`` each period
     (policy, simulator and cost) runs as one ``torch.compile``d unit: the same numbers up to floating-point
-    rounding, and on a CPU about a third less time per training step once compiled (the first call with a new
+    rounding, and on a CPU a fifth to two fifths less time per training step once compiled (the first call with a new
     policy architecture, network or batch size compiles, for 15-30 s on a 2-core CPU, a few seconds when
     PyTorch's on-disk cache has it). Requests must be non-negative (checked once, after the rollout;
     ``check_orders=False`` leaves the check to the caller, as in :func:`hybridrl.inventory.rollout`).
