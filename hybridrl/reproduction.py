@@ -625,10 +625,9 @@ def real_data_rows() -> list[Row]:
 PAPER_RUN_COLUMNS = ["grid", "dim", "modes", "variant", "n_items", "batch", "method", "seed", "test_cost",
                      "run_seconds", "computed_device", "computed_commit"]
 """The columns of ``paper/tables/hpo_paper_runs.csv`` (:func:`finished_paper_runs`)."""
-_CHAPTER_TABLE = {"switched_lqr": "hpo_switched_lqr_summary", "jrp": "hpo_jrp_summary",
-                  "jrp_batch16": "hpo_jrp_batch16", "jrp_batch512": "hpo_jrp_batch512"}
-"""The chapter table that holds each HPO grid's results: where it is at the ``paper`` profile already, the
-grid's finished runs are reported there and not again here."""
+_CHAPTER_TABLE = {"switched_lqr": "hpo_switched_lqr_summary", "jrp_batch16": "hpo_jrp_batch16"}
+"""The chapter table that holds the results of each grid :func:`paper_run_rows` judges: where it is at the
+``paper`` profile already, the grid's finished runs are reported there and not again here."""
 
 
 def finished_paper_runs() -> pd.DataFrame:
