@@ -295,6 +295,7 @@ def _run_seed(experiment, method, profile, b, grid, seed, device, force, progres
 
 
 def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
+    commit = git_commit()  # the code that trains, read before a long run (not a later commit when it ends)
     splits = make_splits(setting, protocol, Seeds())
     init_seeds = [1000 * seed + s.demand_seed_shift for s in setting.stores]
     policy = make_policy(method, setting, init_seeds)
@@ -310,7 +311,7 @@ def _run(experiment, setting, method, protocol, config, seed, ckpt) -> dict:
     reference_dev = evaluate(optimal_policy, splits.dev, protocol.dev_warmup, round_orders=rounding).mean(0)
     ckpt.unlink(missing_ok=True)
     n = test.shape[0]
-    where = dict(computed_commit=git_commit(), computed_device=device_name(config.device))
+    where = dict(computed_commit=commit, computed_device=device_name(config.device))
     rows = []
     for m, store in enumerate(setting.stores):
         estimate = float(test[:, m].mean() - reference[:, m].mean()) + optimal[m]
@@ -463,9 +464,11 @@ def backlog_optima(lead_times=BACKLOG_LEAD_TIMES, penalties=BACKLOG_PENALTIES) -
     return pd.DataFrame(rows)
 
 
-def run_parallel(fn, jobs: list, *, workers: int | None = None, progress: bool = True, description: str = "") -> list:
+def run_parallel(fn, jobs: list, *, workers: int | None = None, progress: bool = True, description: str = "",
+                 training: bool = True) -> list:
     """``[fn(job) for job in jobs]`` in order, on the current backend (:func:`hybridrl.sweeps.map_jobs`: spawned
-    local processes by default, one per core; a Ray cluster with ``HYBRIDRL_BACKEND=ray``)."""
+    local processes by default, one per core; a Ray cluster with ``HYBRIDRL_BACKEND=ray``). ``training=False``
+    for jobs that compute references rather than train (see :func:`~hybridrl.sweeps.map_jobs`)."""
     from .sweeps import map_jobs
 
-    return map_jobs(fn, jobs, workers=workers, progress=progress, description=description)
+    return map_jobs(fn, jobs, workers=workers, progress=progress, description=description, training=training)

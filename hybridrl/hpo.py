@@ -292,7 +292,7 @@ def train_hybrid(
         {"params": groups["continuous"], "lr": config.continuous_lr or config.lr},
         {"params": groups["discrete"], "lr": config.lr},
         {"params": groups["value"], "lr": config.value_lr or config.lr},
-    ], eps=1e-5)
+    ], eps=1e-5, foreach=True)  # one multi-tensor step (the same numbers as the per-tensor loop)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     best = copy.deepcopy(policy.state_dict())
     result = HybridResult(policy, value)

@@ -115,13 +115,14 @@ def _cached_run(experiment: str, problem, method: str, config: HybridConfig, siz
     ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
+        commit = git_commit()  # the code that trains, read before a long run (not a later commit when it ends)
         torch.set_num_threads(threads_per_run())
         data = splits()
         result = train_hybrid(problem, data.train, data.dev, config, checkpoint=ckpt)
         test = reported(problem, evaluate_hybrid(result.policy, problem, data.test))
         return dict(**fields, method=method, seed=config.seed, test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
                     dev_cost=result.best_dev, best_update=result.best_update, updates=config.updates,
-                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                    run_seconds=result.seconds, cells_in_run=1, computed_commit=commit,
                     computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
 
     record = cached(namespace, description, compute, force=force)
@@ -184,19 +185,30 @@ def lqr_references(dim: int, modes: int, variant: str, profile: str = "quick") -
     return cached("hpo/lqr_references", description, compute)
 
 
+def lqr_reference_grid(cells, profile: str = "quick", *, workers: int | None = None, progress: bool = True
+                       ) -> pd.DataFrame:
+    """:func:`lqr_references` of every ``(dim, modes, variant)`` in ``cells``, one row each, computed in parallel
+    over ``workers`` (cached: a second call reads them back)."""
+    jobs = [dict(kind="lqr_references", dim=d, modes=J, variant=v, profile=profile) for d, J, v in cells]
+    return pd.DataFrame(_run_jobs(jobs, workers, progress, "S-LQR references", training=False))
+
+
 def _run_job(job: dict) -> dict:
     """One job: ``kind`` picks the run function, the other fields are its arguments, except ``sweep``, a label
     returned with the record (not part of the cached run)."""
     job = dict(job)
     sweep = job.pop("sweep", None)
-    record = {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment}[job.pop("kind")](**job)
+    record = {"lqr": run_lqr, "jrp": run_jrp, "alignment": run_alignment, "jrp_heuristic": jrp_heuristic,
+              "lqr_references": lqr_references}[job.pop("kind")](**job)
     return record if sweep is None else dict(record, sweep=sweep)
 
 
-def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str) -> list[dict]:
+def _run_jobs(jobs: list, workers: int | None, progress: bool, description: str, training: bool = True
+              ) -> list[dict]:
     """Run independent jobs (``kind`` and the run function's keyword arguments) in ``workers`` spawned processes
-    (one torch thread each)."""
-    return run_parallel(_run_job, jobs, workers=workers, progress=progress, description=description)
+    (one torch thread each); ``training=False`` for references (:func:`hybridrl.experiments.run_parallel`)."""
+    return run_parallel(_run_job, jobs, workers=workers, progress=progress, description=description,
+                        training=training)
 
 
 def _grid_result(records: list[dict], keys: list[str]) -> GridResult:
@@ -332,6 +344,17 @@ def jrp_heuristic(items: int, method: str, profile: str = "quick", *, force: boo
     return cached(f"hpo/jrp_heuristic/{method}", description, compute, force=force)
 
 
+def jrp_heuristic_grid(profile: str = "quick", *, workers: int | None = None, force: bool = False,
+                       progress: bool = True) -> pd.DataFrame:
+    """:func:`jrp_heuristic` for every number of items of the profile's grid and every heuristic, in parallel
+    over ``workers`` (the tuning is a serial search per problem: a minute for 50 items on one core). In the
+    ``smoke`` profile they run in this process: starting workers would take longer than the tuning."""
+    jobs = [dict(kind="jrp_heuristic", items=n, method=m, profile=profile, force=force)
+            for n in jrp_budget(profile).items for m in JRP_HEURISTICS]
+    workers = 1 if check_profile(profile) == "smoke" else workers
+    return pd.DataFrame(_run_jobs(jobs, workers, progress, "JRP heuristics", training=False))
+
+
 def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, workers: int | None = None,
                  force: bool = False, progress: bool = True) -> GridResult:
     """Every (number of items, method, seed) of the profile's JRP grid, in parallel over ``workers``."""
@@ -434,7 +457,7 @@ def updates_to_target(history: pd.DataFrame, *, task: str, target_pct: float, fl
     return out.assign(target_pct=target_pct)
 
 
-def published_lqr_comparison(profile: str = "quick") -> pd.DataFrame:
+def published_lqr_comparison(profile: str = "quick", *, workers: int | None = None) -> pd.DataFrame:
     """Every published S-LQR row (HPO spec §10.5) beside what our problem gives for the same (p, J).
 
     For each row: the published HPOFull / HPONoCross / PPO means; our single-mode variant's exact optimum
@@ -446,10 +469,11 @@ def published_lqr_comparison(profile: str = "quick") -> pd.DataFrame:
     """
     from .reproduction import SLQR_PUBLISHED, SLQR_SWITCHED_ROWS
 
+    references = lqr_reference_grid([(p, J, v) for p, J in SLQR_PUBLISHED for v in ("single_mode", "switched")],
+                                    profile, workers=workers).set_index(LQR_CELL)
     rows = []
     for (p, J), (full, nocross, ppo) in SLQR_PUBLISHED.items():
-        single = lqr_references(p, J, "single_mode", profile)
-        switched = lqr_references(p, J, "switched", profile)
+        single, switched = references.loc[(p, J, "single_mode")], references.loc[(p, J, "switched")]
         rows.append(dict(dim=p, modes=J, published_rows="switched-like" if p in SLQR_SWITCHED_ROWS else "single-mode",
                          published_hpo_full=full, published_hpo_nocross=nocross, published_ppo=ppo,
                          single_mode_optimal=single["optimal"],
@@ -547,6 +571,7 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
     ckpt = checkpoint_path("hpo/alignment", description, fresh=force)
 
     def compute() -> dict:
+        commit = git_commit()
         torch.set_num_threads(threads_per_run())
         data = sample_jrp_splits(problem, *sizes)
 
@@ -559,7 +584,8 @@ def run_alignment(items: int, seed: int, profile: str = "quick", *, force: bool 
 
         result = train_hybrid(problem, data.train, data.dev, config, callback=study_at, checkpoint=ckpt)
         return dict(n_items=items, seed=seed, best_dev=result.best_dev, run_seconds=result.seconds,
-                    computed_commit=git_commit(), computed_device=device_name(str(next(result.policy.parameters()).device)), history=result.history)
+                    computed_commit=commit, computed_device=device_name(str(next(result.policy.parameters()).device)),
+                    history=result.history)
 
     record = cached("hpo/alignment", description, compute, force=force)
     ckpt.unlink(missing_ok=True)

@@ -282,6 +282,10 @@ def hybrid_rollout(
     argmax when ``greedy`` (evaluation), or imposed by ``choices`` ``[B, T]`` (to enumerate every path of a
     small problem, :func:`exact_objective`). ``exploration_std`` adds Gaussian noise ``σ·ε`` to the continuous
     action (drawn from ``generator``) and records its log-density; the noisy action is what the simulator sees.
+
+    The fixed-state fields (``log_prob_fixed_state``, ``entropy_fixed_state``) take a second pass of the discrete
+    network on the detached states, for their graph to θ_D alone. Their values equal those of ``log_prob`` and
+    ``entropy``, so under ``torch.no_grad()`` (PPO's rollouts, greedy evaluation) the pass is skipped.
     """
     if choices is not None:
         if tuple(choices.shape) != (episode.size, problem.horizon):
@@ -313,7 +317,10 @@ def hybrid_rollout(
             action = policy.map_actions(z.detach().scatter(1, index, sample[:, None])).gather(1, index).squeeze(1)
             records["pre"].append(sample)
             records["lpa"].append(gaussian_log_prob(sample, mean, exploration_std))
-        fixed_log_probs = torch.log_softmax(policy.discrete(observation.detach()), -1)
+        if torch.is_grad_enabled():
+            fixed_log_probs = torch.log_softmax(policy.discrete(observation.detach()), -1)
+        else:  # the same values without a second pass of the discrete network
+            fixed_log_probs = log_probs.detach()
         fixed = fixed_log_probs.gather(1, choice[:, None]).squeeze(1)
         state, cost = problem.step(state, choice, action, t, episode)
         records["cost"].append(cost)

@@ -237,6 +237,7 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
     ckpt = checkpoint_path(namespace, description, fresh=force)
 
     def compute() -> dict:
+        commit = git_commit()  # the code that trains, read before a long run (not a later commit when it ends)
         where = resolve_device(config.device)
         torch.set_num_threads(threads_per_run()) if where.type == "cpu" else None
         splits = make_network_splits(network, protocol)
@@ -247,7 +248,7 @@ def run_network(setting: str, n_stores: int, method: str, seed: int, profile: st
         record = dict(setting=setting, n_stores=n_stores, method=method, seed=seed, train_scenarios=protocol.n_train,
                       test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
                       dev_cost=result.best_dev[0], best_epoch=result.best_epoch[0], epochs=result.epochs,
-                      run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                      run_seconds=result.seconds, cells_in_run=1, computed_commit=commit,
                       computed_device=device_name(str(where)),
                       history=[dict(epoch=h["epoch"], seconds=h["seconds"], train_cost=h["train_cost"],
                                     dev_cost=h["dev_cost"]) for h in result.history if not math.isnan(h["dev_cost"])])
@@ -406,6 +407,7 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
     ckpt = checkpoint_path(namespace, description, fresh=force)  # an interrupted run resumes (force: from scratch)
 
     def compute() -> dict:
+        commit = git_commit()
         torch.set_num_threads(threads_per_run())
         problem, splits_of, policy_of, reference, integer = _comparison_problem(setting, profile)
         splits = splits_of(budget.protocol)
@@ -430,7 +432,7 @@ def run_reinforce_comparison(setting: str, method: str, seed: int, profile: str 
                     test_cost=float(test.mean()), test_se=float(test.std() / math.sqrt(len(test))),
                     reference=reference, gap_pct=100 * (float(test.mean()) / reference - 1),
                     reference_kind="optimum" if setting == "lost_sales" else "lower bound",
-                    run_seconds=result.seconds, cells_in_run=1, computed_commit=git_commit(),
+                    run_seconds=result.seconds, cells_in_run=1, computed_commit=commit,
                     computed_device=device_name(str(resolve_device(config.device))), history=history)
 
     record = cached(namespace, description, compute, force=force)

@@ -175,6 +175,7 @@ def _train_and_test(policy, splits, config: TrainConfig | None, checkpoint, *, m
     """Fit ``policy`` by HDPO on the training window, selecting on dev (unless ``config`` is None: nothing to
     train), then test it: ``(record, policy)``. Test profits are per week after the warm-up, per scenario (mean
     over stores), in one batch (the oracle needs it)."""
+    commit = git_commit()  # the code that trains, read before a long run (not a later commit when it ends)
     record = dict(method=method, seed=seed, run_seconds=0.0, epochs=0, best_epoch=0, dev_profit=math.nan)
     if config is not None:
         result = fit(policy, splits.train, splits.dev, config, dev_warmup=favorita.WARMUP, checkpoint=checkpoint,
@@ -188,7 +189,7 @@ def _train_and_test(policy, splits, config: TrainConfig | None, checkpoint, *, m
     profits = (-cost.mean(-1)).double().numpy()
     where = next((p.device for p in policy.parameters()), torch.device("cpu"))  # where it trained
     record.update(test_profit=float(profits.mean()), per_series=[float(v) for v in profits], cells_in_run=1,
-                  computed_commit=git_commit(), computed_device=device_name(str(where)))
+                  computed_commit=commit, computed_device=device_name(str(where)))
     return record, policy
 
 

@@ -98,7 +98,7 @@ pd.DataFrame({m: vars(c) for m, c in budget.configs.items()}).drop(index=["seed"
 # the policy's gap with that difference.
 
 # %%
-published = hpo_experiments.published_lqr_comparison(profile)
+published = hpo_experiments.published_lqr_comparison(profile, workers=workers)
 published.groupby("published_rows").hpo_full_vs_single_mode_optimal_pct.describe()
 
 # %%
@@ -123,7 +123,7 @@ published
 
 # %%
 runs = hpo_experiments.run_lqr_grid(profile, seeds=seeds, workers=workers, force=force)
-references = pd.DataFrame([hpo_experiments.lqr_references(d, J, v, profile) for d, J, v in budget.cells])
+references = hpo_experiments.lqr_reference_grid(budget.cells, profile, workers=workers)
 table = runs.table.merge(references[hpo_experiments.LQR_CELL + ["optimal"]], on=hpo_experiments.LQR_CELL)
 summary = hpo_experiments.method_summary(table).merge(references, on=hpo_experiments.LQR_CELL)
 summary

@@ -107,8 +107,7 @@ summary
 # policies.
 
 # %%
-heuristics = pd.DataFrame([hpo_experiments.jrp_heuristic(n, m, profile) for n in budget.items
-                           for m in hpo_experiments.JRP_HEURISTICS])
+heuristics = hpo_experiments.jrp_heuristic_grid(profile, workers=workers, force=force)
 learned = summary[summary.method == "hpo_full"].set_index("n_items").test_cost
 heuristics.assign(hpo_full=lambda d: d.n_items.map(learned),
                   hpo_over_heuristic_pct=lambda d: 100 * (d.n_items.map(learned) / d.test_cost - 1))

@@ -80,6 +80,22 @@ def test_rollout_records_and_is_deterministic_given_the_generator():
         hybrid_rollout(policy, problem, episode)
 
 
+def test_rollout_without_grad_gives_the_same_fixed_state_values():
+    """Under ``torch.no_grad()`` (PPO's rollouts, evaluation) the rollout skips the discrete network's second pass
+    on the detached states: the same numbers. With grad, the fixed-state fields have a graph to θ_D alone."""
+    problem, policy = ToySwitched(), _policy()
+    episode = problem.sample(32, torch.Generator().manual_seed(1))
+    full = hybrid_rollout(policy, problem, episode, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        quiet = hybrid_rollout(policy, problem, episode, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(quiet.cost, full.cost) and torch.equal(quiet.choice, full.choice)
+    assert torch.equal(quiet.log_prob_fixed_state, full.log_prob_fixed_state)
+    assert torch.equal(quiet.entropy_fixed_state, full.entropy_fixed_state)
+    assert _flat_grad(full.log_prob_fixed_state.sum(), policy.discrete_parameters()).abs().sum() > 0
+    assert all(g is None for g in torch.autograd.grad(full.log_prob_fixed_state.sum(), policy.continuous_parameters(),
+                                                      allow_unused=True))
+
+
 def test_exact_objective_equals_the_average_over_sampled_paths():
     problem, policy = ToySwitched(), _policy()
     episode = problem.sample(4, torch.Generator().manual_seed(2))
