@@ -234,10 +234,11 @@ def test_the_gpu_check_script_runs_a_time_boxed_slice(tmp_path):
 @pytest.mark.notebook
 def test_bench_in_the_smoke_profile(tmp_path):
     env = dict(os.environ, HYBRIDRL_ROOT=str(tmp_path), MPLBACKEND="Agg")
-    run = subprocess.run([sys.executable, "-m", "hybridrl.pipeline", "bench", "--profile", "smoke"],
+    run = subprocess.run([sys.executable, "-m", "hybridrl.pipeline", "bench", "--profile", "smoke", "--repeats", "1"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert "seconds per epoch" in (tmp_path / "paper" / "benchmarks.md").read_text()
+    text = (tmp_path / "paper" / "benchmarks.md").read_text()
+    assert "seconds per epoch" in text and "repeated 1 time(s)" in text  # smoke: one repeat whatever is asked
 
 
 def test_a_partial_table_keeps_its_numbers_and_is_listed(tmp_path, monkeypatch):
