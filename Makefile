@@ -7,7 +7,7 @@
 #   make reproduce PLAIN=1          run the chapters as plain Python scripts (no Jupyter; e.g. a headless GPU node)
 #   make reproduce DEVICE=cuda DETERMINISTIC=1   deterministic CUDA kernels (HYBRIDRL_DETERMINISTIC; slower)
 #   make test                       unit tests + every notebook in the `smoke` profile (< 10 min on 2 cores)
-#   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`)
+#   make bench                      timings -> paper/benchmarks.md (not part of `reproduce`); REPEATS=1 for speed
 #   make sweep PROFILE=paper BACKEND=ray GPUS_PER_RUN=0.25   every chapter's runs, no notebooks (hybridrl.sweeps)
 #   make sync                       pair notebooks/*.py with their output-free .ipynb after editing
 
@@ -43,7 +43,7 @@ reproduce: venv
 	$(BIN)/python -m hybridrl.pipeline reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(CACHED_ONLY)),--cached-only,) $(if $(filter 1,$(PLAIN)),--plain,)
 
 bench: venv
-	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE) $(if $(filter 1,$(PLAIN)),--plain,)
+	$(BIN)/python -m hybridrl.pipeline bench --device $(DEVICE) $(if $(filter 1,$(PLAIN)),--plain,) $(if $(REPEATS),--repeats $(REPEATS),)
 
 sweep: venv
 	$(BIN)/python -m hybridrl.sweeps --profile $(PROFILE) --backend $(BACKEND) --gpus-per-run $(GPUS_PER_RUN) $(if $(filter 1,$(FORCE)),--force,)

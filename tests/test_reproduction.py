@@ -24,10 +24,11 @@ def test_finished_paper_runs_are_read_and_judged_against_the_published_numbers(t
     assert reproduction.paper_run_rows(nothing) == []
     assert not list(paths.CACHE.rglob("*.json"))  # nothing computed
 
-    records = [hx.run_lqr(8, 2, "switched", m, s, "paper") for m in ("hpo_full", "ppo") for s in (0, 1)]
+    records = [hx.run_lqr(8, 2, "switched", m, s, "paper") for m in ("hpo_full", "hpo_decentralized", "ppo")
+               for s in (0, 1)]
     records += [hx.run_jrp(1, m, s, "paper", batch=sweep.batch) for m in sweep.methods for s in sweep.seeds]
     runs = reproduction.finished_paper_runs()
-    assert len(runs) == 8
+    assert len(runs) == 10
     assert sorted(runs.test_cost) == sorted(r["test_cost"] for r in records)
     assert set(runs.grid) == {"switched_lqr", "jrp_batch16"}
     assert (runs[runs.grid == "jrp_batch16"].batch == sweep.batch).all()
@@ -42,6 +43,11 @@ def test_finished_paper_runs_are_read_and_judged_against_the_published_numbers(t
     optimal = hx.lqr_references(8, 2, "switched", "paper")["optimal"]
     assert rows["hpo_full gap to our exact optimum, p=8, J=2, switched"].target == f"{optimal:.3f}"
     assert rows["PPO cost over HPO cost, switched LQR p=8, J=2, switched"].reproduced in ("yes", "no", "inconclusive")
+    decentralized = rows["decentralized HPO cost over HPO-full cost, switched LQR p=8, J=2, switched"]
+    assert "published -0.20 %" in decentralized.source and decentralized.reproduced in ("yes", "no")
+    full, dec = (runs[(runs.grid == "switched_lqr") & (runs.method == m)].test_cost.mean()
+                 for m in ("hpo_full", "hpo_decentralized"))
+    assert decentralized.ours.startswith(f"{100 * (dec / full - 1):+.3f}%")
     published = reproduction.JRP_PUBLISHED[1][0]
     jrp = rows[f"hpo_full cost per item and period, n=1, B = {sweep.batch}"]
     assert jrp.target == f"{published:.2f}" and jrp.profile == "paper"

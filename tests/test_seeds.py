@@ -83,6 +83,8 @@ def test_judging_a_claim_by_interval():
     assert reproduction.judge_above(0.6, 0.9, 0.5) == "yes"
     assert reproduction.judge_above(0.4, 0.9, 0.5) == "inconclusive"
     assert reproduction.judge_above(0.1, 0.5, 0.5) == "no"
+    assert reproduction.judge_not_above(0.1, 0.9, 0.0) == "no"  # the whole interval above: clearly worse
+    assert reproduction.judge_not_above(-0.1, 0.9, 0.0) == "yes"
 
 
 def test_cached_only_grids_draw_the_finished_seeds_and_train_nothing(tmp_path, monkeypatch):
