@@ -195,3 +195,100 @@ def time_network_epoch(method: str, *, setting: str = "one_warehouse", n_stores:
     seconds = ends[-1] - (ends[-2] if epochs > 1 else 0.0) - (time.perf_counter() - t1)
     return NetworkEpochTiming(setting, n_stores, method, str(dev_device), n_train, batch_size, periods, seconds,
                               cuda_graph)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The benchmark file, written part by part
+# ----------------------------------------------------------------------------------------------------------------
+PARTS = ("HDPO epochs", "time to gap", "hybrid updates", "network epochs", "paper estimate")
+"""The benchmark chapter's parts, in the order it measures them."""
+
+_REFERENCE = {"cpu": ("about 1.7 s (2-core CPU; no faster on an H100)", "<= 0.5 s on a 2-core CPU"),
+              "cuda": ("about 2 s on an H100", "<= 0.05 s on an H100")}
+
+
+def write_benchmarks(path, stamp, devices: list[str], repeats: int, *, epochs: dict, failed: dict | None = None,
+                     gaps: dict | None = None, updates=None, network_epochs=None, estimates=None) -> str:
+    """Write the benchmark chapter's file (``paper/benchmarks.md`` or ``benchmarks_gpu.md``) from the parts
+    measured so far, and return its text.
+
+    ``epochs`` maps ``(device, loop)`` to ``(median timings, ranges)`` of :func:`time_hdpo_epochs`, ``failed``
+    ``(device, loop)`` to why a loop failed; ``gaps`` maps a device to its :class:`GapTiming`; ``updates``,
+    ``network_epochs`` and ``estimates`` are the chapter's tables. A part left ``None`` is not measured yet: the
+    file is then stamped partial and names the parts it lacks, so that a run stopped midway (say, by the time
+    limit of a GPU lease) keeps what it measured."""
+    import pandas as pd
+
+    from . import reporting
+
+    parts = dict(zip(PARTS, (epochs, gaps, updates, network_epochs, estimates)))
+    missing = [name for name, part in parts.items() if part is None]
+    if missing:
+        stamp = replace(stamp, status=f"partial: stopped before {', '.join(missing)}")
+    failed, gaps = failed or {}, gaps or {}
+    reached = {on: "not reached" if g.seconds is None else f"{g.seconds:.1f} s" for on, g in gaps.items()}
+    rows = []
+    for on in devices:
+        if (on, "eager") not in epochs:
+            continue
+        kind = "cuda" if on.startswith("cuda") else "cpu"
+        e, spread = epochs[(on, "eager")]
+        best = min((loop for d, loop in epochs if d == on), key=lambda loop: epochs[(on, loop)][0].amortized)
+        b, b_spread = epochs[(on, best)]
+        rows += [
+            dict(measurement="HDPO epoch, lost sales (32768 x 50 periods, batch 8192, MLP 32x32x32, L = 4), eager",
+                 device=on, ours=f"{e.train:.3f} s (range {spread['train']})", reference="–", target="–"),
+            dict(measurement="same, with a dev evaluation (32768 x 100 periods) every 10 epochs, eager", device=on,
+                 ours=f"{e.amortized:.3f} s (range {spread['amortized']})", reference=_REFERENCE[kind][0],
+                 target=_REFERENCE[kind][1] if kind == "cpu" else "–"),
+            dict(measurement=f"same, the fastest loop ({best})", device=on,
+                 ours=f"{b.amortized:.3f} s (range {b_spread['amortized']}); training epoch alone {b.train:.3f} s",
+                 reference=_REFERENCE[kind][0], target=_REFERENCE[kind][1]),
+            dict(measurement="one dev evaluation (32768 x 100 periods, no gradient), eager", device=on,
+                 ours=f"{e.dev:.3f} s (range {spread['dev']})", reference="–", target="–"),
+        ]
+        if on in reached:
+            rows.append(dict(measurement="training time to a test cost within 0.5 % of the DP optimum (L = 4, p = 9, "
+                             "quick budget" + (", `cuda_graph=True`)" if on != "cpu" else ")"), device=on,
+                             ours=reached[on], reference="unknown", target="report"))
+    loops = pd.DataFrame([dict(device=on, loop=loop, training_epoch=e.train, dev_evaluation=e.dev,
+                               epoch_with_dev_every_10=e.amortized, range_of_the_last=spread["amortized"])
+                          for (on, loop), (e, spread) in epochs.items()]
+                         + [dict(device=on, loop=loop, training_epoch=float("nan"), dev_evaluation=float("nan"),
+                                 epoch_with_dev_every_10=float("nan"), range_of_the_last=f"failed: {why}")
+                            for (on, loop), why in failed.items()])
+    curve = pd.concat([pd.DataFrame(g.curve, columns=["epoch", "seconds", "test_gap_pct"]).assign(device=on)
+                       for on, g in gaps.items()], ignore_index=True) if gaps else None
+    sections = [
+        ("Seconds of one HDPO epoch by training loop (eager; `compile=True`; `cuda_graph=True`, GPU only; both):",
+         loops, 3),
+        ("Seconds per hybrid policy update (HPO spec: the largest published sizes, the `paper` profile's networks "
+         f"and batches; median of {repeats} repeat(s) with the range):", updates, 3),
+        ("One HDPO epoch on the `paper` profile's networks at their largest size (50 periods; the vanilla network "
+         "with the `paper` layers; the graph network with activation checkpointing; a step is one minibatch):",
+         network_epochs, 3),
+        ("Test gap along training (time to gap):", curve, 3),
+        ("The `paper` profile on this device, one run at a time: an estimate, not a measurement (the plan's steps "
+         "times the seconds per step measured above, for the workloads measured here; `hours` covers "
+         "`measured_steps_pct` of the chapter's steps; an upper bound in steps and instance sizes, a lower bound "
+         "where a single-store run trains four cells at once; see the notebook):",
+         None if estimates is None else estimates[["device", "chapter", "runs", "steps", "measured_steps_pct",
+                                                   "hours", "not_measured"]], 1),
+    ]
+    lines = [
+        "# Benchmarks", "", f"_{stamp.line()}_", "",
+        "Devices: " + "; ".join(f"`{on}` = {reporting.device_name(on)}" for on in devices)
+        + f"; PyTorch {torch.__version__}. Every measurement ran on each device in this one run (the time to a gap: "
+        "on the last device only). Timings use the package's real training loop (`hybridrl.train.fit`); seconds per "
+        f"epoch are medians over epochs after the first, repeated {repeats} time(s) (median and range shown).", "",
+    ]
+    if missing:
+        lines += [f"**Partial:** this run stopped before it measured: {', '.join(missing)}.", ""]
+    lines += [reporting.markdown_table(pd.DataFrame(rows)), ""]
+    for caption, table, digits in sections:
+        if table is not None:
+            lines += [caption, "", reporting.markdown_table(table, digits=digits), ""]
+    text = "\n".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text

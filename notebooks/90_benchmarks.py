@@ -67,6 +67,20 @@ started = time.time()
 smoke = profile == "smoke"
 print("measuring on", ", ".join(reporting.device_name(d) for d in devices))
 
+# Each part's numbers are written as soon as they are measured, stamped partial until the last: a run stopped
+# midway (say, by the time limit of a GPU lease) keeps what it measured.
+target = paths.BENCHMARKS if devices == ["cpu"] else paths.BENCHMARKS_GPU  # a CPU run and a GPU run: one each
+measured = {}
+
+
+def save() -> str:
+    stamp = reporting.provenance("notebooks/90_benchmarks.py", profile, started, device)
+    text = bench.write_benchmarks(target, stamp, devices, repeats, **measured)
+    done = [part for part, key in zip(bench.PARTS, ("epochs", "gaps", "updates", "network_epochs", "estimates"))
+            if key in measured]
+    print(f"wrote {target.name}: {', '.join(done)}")
+    return text
+
 # %% [markdown]
 # ## One HDPO epoch
 #
@@ -114,6 +128,8 @@ for on in devices:
         e, spread = epochs[(on, loop)]
         print(f"{on}, {loop}: {e.train:.3f} s per training epoch, {e.dev:.3f} s per dev evaluation, "
               f"{e.amortized:.3f} s per epoch with dev every 10 epochs (ranges: {spread})")
+measured.update(epochs=epochs, failed=failed)
+save();
 
 # %% [markdown]
 # ## Time to reach 0.5 % of the optimum (L = 4, p = 9)
@@ -140,9 +156,11 @@ curve = pd.concat([pd.DataFrame(g.curve, columns=["epoch", "seconds", "test_gap_
 curve
 
 # %%
-reached = {on: "not reached" if g.seconds is None else f"{g.seconds:.1f} s" for on, g in gaps.items()}
 for on, g in gaps.items():
-    print(f"{on}: within {g.target_pct}% of the optimum after {reached[on]}")
+    print(f"{on}: within {g.target_pct}% of the optimum after "
+          + ("(not reached)" if g.seconds is None else f"{g.seconds:.1f} s"))
+measured["gaps"] = gaps
+save();
 
 # %% [markdown]
 # ## One hybrid policy update (HPO)
@@ -178,6 +196,8 @@ for name, problem, splits, configs in cases:
             update_rows.append(dict(problem=name, method=method, device=on, batch=t.batch_size, hidden=str(t.hidden),
                                     seconds_per_update=t.seconds, low=t.spread[0], high=t.spread[1]))
 updates = pd.DataFrame(update_rows)
+measured["updates"] = updates
+save()
 updates
 
 # %% [markdown]
@@ -220,6 +240,8 @@ for setting in network_experiments.SETTINGS:  # each at the `paper` budget's lar
                                          periods=t.periods, seconds_per_epoch=t.seconds,
                                          seconds_per_step=t.seconds * t.batch_size / t.n_train))
 network_epochs = pd.DataFrame(network_rows)
+measured["network_epochs"] = network_epochs
+save()
 network_epochs
 
 # %% [markdown]
@@ -268,66 +290,10 @@ estimates = pd.concat([sweeps.estimate_hours(plan, seconds_per_step(on)).assign(
 estimates[["device", "chapter", "runs", "steps", "measured_steps_pct", "hours", "not_measured"]]
 
 # %% [markdown]
-# ## Writing `paper/benchmarks.md`
+# ## The whole file
+#
+# The last part completes `paper/benchmarks.md` (or `benchmarks_gpu.md`), no longer stamped partial:
 
 # %%
-stamp = reporting.provenance("notebooks/90_benchmarks.py", profile, started, device)
-REFERENCE = {"cpu": ("about 1.7 s (2-core CPU; no faster on an H100)", "<= 0.5 s on a 2-core CPU"),
-             "cuda": ("about 2 s on an H100", "<= 0.05 s on an H100")}
-rows = []
-for on in devices:
-    kind = "cuda" if on.startswith("cuda") else "cpu"
-    e, spread = epochs[(on, "eager")]
-    best = min((loop for d, loop in epochs if d == on), key=lambda loop: epochs[(on, loop)][0].amortized)
-    b, b_spread = epochs[(on, best)]
-    rows += [
-        dict(measurement="HDPO epoch, lost sales (32768 x 50 periods, batch 8192, MLP 32x32x32, L = 4), eager",
-             device=on, ours=f"{e.train:.3f} s (range {spread['train']})", reference="–", target="–"),
-        dict(measurement="same, with a dev evaluation (32768 x 100 periods) every 10 epochs, eager", device=on,
-             ours=f"{e.amortized:.3f} s (range {spread['amortized']})", reference=REFERENCE[kind][0],
-             target=REFERENCE[kind][1] if kind == "cpu" else "–"),
-        dict(measurement=f"same, the fastest loop ({best})", device=on,
-             ours=f"{b.amortized:.3f} s (range {b_spread['amortized']}); training epoch alone {b.train:.3f} s",
-             reference=REFERENCE[kind][0], target=REFERENCE[kind][1]),
-        dict(measurement="one dev evaluation (32768 x 100 periods, no gradient), eager", device=on,
-             ours=f"{e.dev:.3f} s (range {spread['dev']})", reference="–", target="–"),
-    ]
-    if on in reached:
-        rows.append(dict(measurement="training time to a test cost within 0.5 % of the DP optimum (L = 4, p = 9, "
-                         "quick budget" + (", `cuda_graph=True`)" if on != "cpu" else ")"), device=on, ours=reached[on],
-                         reference="unknown", target="report"))
-rows = pd.DataFrame(rows)
-loops = pd.DataFrame([dict(device=on, loop=loop, training_epoch=e.train, dev_evaluation=e.dev,
-                           epoch_with_dev_every_10=e.amortized, range_of_the_last=spread["amortized"])
-                      for (on, loop), (e, spread) in epochs.items()]
-                     + [dict(device=on, loop=loop, training_epoch=float("nan"), dev_evaluation=float("nan"),
-                             epoch_with_dev_every_10=float("nan"), range_of_the_last=f"failed: {why}")
-                        for (on, loop), why in failed.items()])
-text = "\n".join([
-    "# Benchmarks", "", f"_{stamp.line()}_", "",
-    "Devices: " + "; ".join(f"`{on}` = {reporting.device_name(on)}" for on in devices)
-    + f"; PyTorch {torch.__version__}. Every measurement ran on each device in this one run (the time to a gap: "
-    "on the last device only). Timings use the package's real training loop (`hybridrl.train.fit`); seconds per "
-    f"epoch are medians over epochs after the first, repeated {repeats} time(s) (median and range shown).", "",
-    reporting.markdown_table(rows), "",
-    "Seconds of one HDPO epoch by training loop (eager; `compile=True`; `cuda_graph=True`, GPU only; both):", "",
-    reporting.markdown_table(loops, digits=3), "",
-    "Seconds per hybrid policy update (HPO spec: the largest published sizes, the `paper` profile's networks "
-    "and batches; median of " f"{repeats} repeat(s) with the range):", "",
-    reporting.markdown_table(updates, digits=3), "",
-    "One HDPO epoch on the `paper` profile's networks at their largest size (50 periods; the vanilla network "
-    "with the `paper` layers; the graph network with activation checkpointing; a step is one minibatch):", "",
-    reporting.markdown_table(network_epochs, digits=3), "",
-    "Test gap along training (time to gap):", "",
-    reporting.markdown_table(curve, digits=3), "",
-    "The `paper` profile on this device, one run at a time: an estimate, not a measurement (the plan's steps "
-    "times the seconds per step measured above, for the workloads measured here; `hours` covers "
-    "`measured_steps_pct` of the chapter's steps; an upper bound in steps and instance sizes, a lower bound where "
-    "a single-store run trains four cells at once; see the notebook):", "",
-    reporting.markdown_table(estimates[["device", "chapter", "runs", "steps", "measured_steps_pct", "hours",
-                                        "not_measured"]], digits=1), "",
-])
-paths.PAPER.mkdir(parents=True, exist_ok=True)
-target = paths.BENCHMARKS if devices == ["cpu"] else paths.BENCHMARKS_GPU  # a CPU run and a GPU run: one each
-target.write_text(text)
-print(text)
+measured["estimates"] = estimates
+print(save())

@@ -241,6 +241,30 @@ def test_bench_in_the_smoke_profile(tmp_path):
     assert "seconds per epoch" in text and "repeated 1 time(s)" in text  # smoke: one repeat whatever is asked
 
 
+def test_a_benchmark_stopped_midway_keeps_the_parts_it_measured(tmp_path):
+    """The benchmark chapter writes its file after every part (``bench.write_benchmarks``): stopped after the
+    first, the file has the HDPO epochs, is stamped partial and names the parts it lacks; complete, it is not."""
+    from hybridrl import bench
+
+    timing = pd.Series(dict(train=0.25, dev=0.5, amortized=0.3))
+    spread = dict(train="0.24–0.26", dev="0.5–0.5", amortized="0.29–0.31")
+    epochs = {("cpu", "eager"): (timing, spread), ("cpu", "compiled"): (timing * 0.5, spread)}
+    stamp = Provenance("notebooks/90_benchmarks.py", "quick", "abc", "cpu", "today", 1.0)
+    path = tmp_path / "benchmarks.md"
+    text = bench.write_benchmarks(path, stamp, ["cpu"], 1, epochs=epochs)
+    assert path.read_text() == text
+    assert "partial: stopped before time to gap, hybrid updates, network epochs, paper estimate" in text
+    assert "the fastest loop (compiled)" in text and "0.150 s" in text and "Seconds per hybrid" not in text
+    gaps = {"cpu": bench.GapTiming(4.5, 0.5, [(5, 1.5, 1.4), (10, 3.0, 0.4)])}
+    updates = pd.DataFrame(dict(problem=["JRP n = 50"], seconds_per_update=[1.9]))
+    networks = pd.DataFrame(dict(setting=["serial"], seconds_per_epoch=[0.5]))
+    estimates = pd.DataFrame(dict(device=["cpu"], chapter=["01_lost_sales"], runs=[24], steps=[100],
+                                  measured_steps_pct=[100.0], hours=[1.0], not_measured=["–"]))
+    text = bench.write_benchmarks(path, stamp, ["cpu"], 1, epochs=epochs, gaps=gaps, updates=updates,
+                                  network_epochs=networks, estimates=estimates)
+    assert "partial" not in text.lower() and "4.5 s" in text and "01_lost_sales" in text
+
+
 def test_a_partial_table_keeps_its_numbers_and_is_listed(tmp_path, monkeypatch):
     """A table stamped partial (reproduce --cached-only) is reported with its numbers, not as "not run"."""
     from hybridrl.reporting import PARTIAL
