@@ -190,21 +190,27 @@ def _pinball(model: QuantileForecaster, data: ForecasterSamples, index=None) -> 
 def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: int = 20, batch_size: int = 4096,
                    lr: float = 1e-3, seed: int = 0, init_seed: int = 0, progress: bool = True,
                    history: int = 16, lead_times: Sequence[int] = (4, 5, 6),
-                   checkpoint: str | Path | None = None) -> ForecasterFit:
+                   checkpoint: str | Path | None = None, device: str = "cpu") -> ForecasterFit:
     """Fit a :class:`QuantileForecaster` by minibatch Adam on the pinball loss (in units of each series' mean);
-    keep the epoch with the lowest dev pinball loss. The returned forecaster is frozen. With ``checkpoint`` the
-    training state is written after every epoch and a later call with the same path resumes from it."""
+    keep the epoch with the lowest dev pinball loss. The returned forecaster is frozen and on the CPU. With
+    ``checkpoint`` the training state is written after every epoch and a later call with the same path resumes
+    from it. ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``) is where it trains; the minibatch order comes
+    from a CPU generator, so it is the same on every device."""
+    from .train import resolve_device
+
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
-    model = QuantileForecaster(history, lead_times, init_seed=init_seed)
+    device = resolve_device(device)
+    train, dev = (ForecasterSamples(*(v.to(device) for v in vars(d).values())) for d in (train, dev))
+    model = QuantileForecaster(history, lead_times, init_seed=init_seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)
     n = train.past.shape[0]
     best, best_state, best_epoch, rows = math.inf, copy.deepcopy(model.state_dict()), 0, []
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():  # resume an interrupted fit
-        state = torch.load(checkpoint, weights_only=False)
+    if checkpoint is not None and checkpoint.exists():  # resume an interrupted fit (on any device)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["shuffle"])
@@ -216,17 +222,17 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
         epochs_iter = progress_bar(epochs_iter, total=epochs, initial=len(rows), desc="quantile forecaster",
                                    leave=False)
     for epoch in epochs_iter:
-        order = torch.randperm(n, generator=shuffle)
-        total = 0.0
+        order = torch.randperm(n, generator=shuffle).to(device)
+        total = torch.zeros((), dtype=torch.float64, device=device)  # (summed as the CPU loop always has)
         for k in range(0, n, batch_size):
             loss = _pinball(model, train, order[k:k + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * min(batch_size, n - k)
+            total += loss.detach().double() * min(batch_size, n - k)
         with torch.no_grad():
             dev_loss = float(_pinball(model, dev))
-        rows.append(dict(epoch=epoch, train_pinball=total / n, dev_pinball=dev_loss))
+        rows.append(dict(epoch=epoch, train_pinball=float(total) / n, dev_pinball=dev_loss))
         if dev_loss < best:
             best, best_epoch, best_state = dev_loss, epoch, copy.deepcopy(model.state_dict())
         if checkpoint is not None:
@@ -236,7 +242,7 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
     model.load_state_dict(best_state)
     model.requires_grad_(False)
     model.eval()
-    return ForecasterFit(model, rows, best_epoch, best)
+    return ForecasterFit(model.cpu(), rows, best_epoch, best)
 
 
 def coverage(model: QuantileForecaster, data: ForecasterSamples) -> np.ndarray:

@@ -138,7 +138,7 @@ def forecaster(data: favorita.FavoritaData, profile: str = "quick", *, force: bo
         dev = newsvendor.forecaster_samples(series, dv.start, dv.end, scale=scale, calendar=calendar)
         started = time.perf_counter()
         result = newsvendor.fit_forecaster(train, dev, epochs=budget(profile).forecaster_epochs, progress=progress,
-                                           checkpoint=state)
+                                           checkpoint=state, device=budget(profile).hdpo.device)
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result.forecaster.state_dict(), weights)
         return dict(history=result.history, best_epoch=result.best_epoch, best_dev_pinball=result.best_dev,

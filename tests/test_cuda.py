@@ -102,6 +102,23 @@ def test_real_data_policies_match_the_cpu(tmp_path):
     assert close(on_target, on_cpu, ROLLOUT_RTOL)
 
 
+def test_the_quantile_forecaster_trains_to_the_cpus_numbers():
+    data = favorita.load_favorita(os.environ.get("HYBRIDRL_DATA")) if favorita.available(
+        os.environ.get("HYBRIDRL_DATA")) else None
+    if data is None:
+        pytest.skip("Favorita data not found (HYBRIDRL_DATA)")
+    series = data.series()[:200]
+    scale, calendar = favorita.training_mean(series), data.calendar()
+    tr, dv = favorita.TRAIN, favorita.DEV
+    train = newsvendor.forecaster_samples(series, tr.start, tr.end, scale=scale, calendar=calendar)
+    dev = newsvendor.forecaster_samples(series, dv.start, dv.end, scale=scale, calendar=calendar)
+    fits = [newsvendor.fit_forecaster(train, dev, epochs=3, batch_size=1024, progress=False, device=on)
+            for on in ("cpu", TARGET)]
+    assert next(fits[1].forecaster.parameters()).device.type == "cpu"  # returned on the CPU, wherever it trained
+    history = [torch.tensor([[r["train_pinball"], r["dev_pinball"]] for r in f.history]) for f in fits]
+    assert close(history[1], history[0], TRAINED_RTOL)
+
+
 def _single_store_periods(policy_of):
     setting = lost_sales_grid((4,), (9,))
     scenarios = make_splits(setting, PROTOCOL).train.to(TARGET)
