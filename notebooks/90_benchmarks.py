@@ -76,9 +76,7 @@ measured = {}
 def save() -> str:
     stamp = reporting.provenance("notebooks/90_benchmarks.py", profile, started, device)
     text = bench.write_benchmarks(target, stamp, devices, repeats, **measured)
-    done = [part for part, key in zip(bench.PARTS, ("epochs", "gaps", "updates", "network_epochs", "estimates"))
-            if key in measured]
-    print(f"wrote {target.name}: {', '.join(done)}")
+    print(f"wrote {target.name}: {', '.join(part for part, key in bench.PARTS.items() if key in measured)}")
     return text
 
 # %% [markdown]
