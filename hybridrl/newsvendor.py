@@ -213,7 +213,7 @@ def fit_forecaster(train: ForecasterSamples, dev: ForecasterSamples, *, epochs: 
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        shuffle.set_state(state["shuffle"])
+        shuffle.set_state(state["shuffle"].cpu())  # (a CPU generator's state, whatever map_location moved)
         best, best_state, best_epoch, rows = state["best"], state["best_state"], state["best_epoch"], state["rows"]
     epochs_iter = range(len(rows) + 1, epochs + 1)
     if progress:
