@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from . import paths
+from ._config import check_int
 from .experiments import check_profile
 
 BENCHMARK = "90_benchmarks"
@@ -208,8 +209,8 @@ def _absolute_data_folder(data: str | None) -> str | None:
 
 def bench(profile: str = "quick", device: str = "cpu", plain: bool = False, repeats: int | None = None) -> int:
     """Run the benchmark chapter; ``repeats`` (default: the chapter's own, 3) repeats each timing."""
-    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if repeats is not None:
+        check_int("repeats", repeats, minimum=1)
     source = paths.NOTEBOOKS / f"{BENCHMARK}.py"
     print(f"[bench] {source.name} (profile {profile}, device {device}) ...", flush=True)
     parameters = dict(profile=profile, device=device)

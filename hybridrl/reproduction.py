@@ -678,8 +678,8 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
     lqr = runs[runs.grid == ("switched_lqr" if "switched_lqr" in pending else None)].astype({"dim": int, "modes": int})
     names = ("hpo_full", "hpo_decentralized", "ppo")
     for r in hx.method_summary(lqr).itertuples() if len(lqr) else ():
-        published = SLQR_PUBLISHED.get((r.dim, r.modes))
-        if published and r.method in names and (r.variant == "switched") == (r.dim in SLQR_SWITCHED_ROWS):
+        published = _slqr_published(r.dim, r.modes, r.variant)
+        if published and r.method in names:
             target = published[names.index(r.method)]
             gap = [100 * (v / target - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
             judged = r.method == "hpo_full" and r.runs >= 2
@@ -704,10 +704,8 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
                         f"{r.p_better:.2f}", "interval > 0",
                         judge_above(r.gap_low, r.gap_high, 0.0) if judged else "not judged (one run each)", "paper"))
     for r in compare_methods(lqr, "hpo_full", "hpo_decentralized", keys=hx.LQR_CELL).itertuples() if len(lqr) else ():
-        published = SLQR_PUBLISHED.get((r.dim, r.modes)) if (r.variant == "switched") == (r.dim in SLQR_SWITCHED_ROWS) \
-            else None
         rows.append(_decentralized_row(experiment, r, f"switched LQR p={r.dim}, J={r.modes}, {r.variant}",
-                                       published, "§10.5"))
+                                       _slqr_published(r.dim, r.modes, r.variant), "§10.5"))
     batch16 = runs[runs.grid == ("jrp_batch16" if "jrp_batch16" in pending else None)]
     if len(batch16):
         batch16 = batch16.astype({"n_items": int, "batch": int})
@@ -723,6 +721,13 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
             rows.append(_decentralized_row(experiment, r, f"JRP n={r.n_items}, B = {r.batch}",
                                            JRP_PUBLISHED.get(r.n_items), "§10.3"))
     return rows
+
+
+def _slqr_published(dim: int, modes: int, variant: str) -> tuple | None:
+    """The published (HPO-full, decentralized, PPO) of an S-LQR cell where the published row is the same problem
+    (the genuinely switched one at p ∈ {8, 16, …, 48}, the single-mode variant elsewhere), else ``None``."""
+    same_problem = (variant == "switched") == (dim in SLQR_SWITCHED_ROWS)
+    return SLQR_PUBLISHED.get((dim, modes)) if same_problem else None
 
 
 def _decentralized_row(experiment: str, r, cell: str, published: tuple | None, section: str) -> Row:
