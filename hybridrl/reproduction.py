@@ -561,16 +561,19 @@ def network_rows() -> list[Row]:
                             profile))
     claim, prov = _table("hdpo_one_warehouse_data_claim")
     sources = {"symmetry_aware": "HDPO paper v2: 16x less data (16 vs 256 samples)",
-               "gnn": "HDPO paper v3: GNNs reduce data requirements"}
+               "gnn": "HDPO paper v3: GNNs reduce data requirements",
+               "symmetry_aware_narrow": "our ablation: the symmetry-aware net with an 8-wide context (not the "
+                                        "paper's net; chapter 09)"}
     profile = prov.profile if prov else "unknown"
     for r in ([] if claim is None else claim.itertuples()):
         reached = pd.notna(r.fraction)
+        ours = r.method == "symmetry_aware_narrow"  # an ablation has no claim of the paper to judge
         rows.append(Row("one warehouse (HDPO)", f"{r.method.replace('_', '-')} data needed to match vanilla with "
                         "all its data", sources.get(r.method, "issue target"), "≤ 1/4",
                         f"{float(r.fraction):.3f} ({int(r.scenarios)} of {int(r.reference_scenarios)} scenarios)"
                         if reached else f"not reached ({int(r.reference_scenarios)} scenarios: "
-                        f"{r.reference_gap_pct:+.2f}%)", "≤ 0.25", _judge(bool(reached and r.fraction <= 0.25)),
-                        profile))
+                        f"{r.reference_gap_pct:+.2f}%)", "≤ 0.25",
+                        "not judged" if ours else _judge(bool(reached and r.fraction <= 0.25)), profile))
     trans, prov = _table("hdpo_transshipment_summary")
     if trans is None:
         rows.append(_missing("transshipment (HDPO)", "gap to the lower bound", "HDPO spec §4.5"))

@@ -217,6 +217,22 @@ def test_policies_run_train_and_evaluate_through_the_training_loop(make):
     assert test.shape == (64, 3) and bool(torch.isfinite(test).all())
 
 
+def test_the_narrow_context_ablation_is_the_symmetry_aware_net_with_a_narrow_context():
+    """``symmetry_aware_narrow``: the same shared store head, a context of 8 numbers from a hidden layer of 32
+    instead of the spec's 256 from 256; everything else the symmetry-aware net's."""
+    from hybridrl.network_experiments import NARROW_CONTEXT, make_network_policy
+
+    net = one_warehouse_network(5)
+    spec, narrow = (make_network_policy(m, net, seed=3) for m in ("symmetry_aware", "symmetry_aware_narrow"))
+    assert type(narrow) is SymmetryAware and NARROW_CONTEXT == dict(context=8, context_hidden=(32,))
+    assert [tuple(w.shape[-2:]) for w in spec.context.weights] == [(net.n_locations * net.n_slots, 256), (256, 256)]
+    assert [tuple(w.shape[-2:]) for w in narrow.context.weights] == [(net.n_locations * net.n_slots, 32), (32, 8)]
+    # the store head reads the same inputs but the context: 256 - 8 fewer
+    assert spec.store_head.weights[0].shape[-2] - narrow.store_head.weights[0].shape[-2] == 248
+    scenarios = sample_network_scenarios(net, 4, 5, demand_seed=0, inventory_seed=0)
+    assert bool(torch.isfinite(rollout(narrow, scenarios).cost).all())
+
+
 def test_compiled_network_rollout_matches_eager(monkeypatch):
     """``compile=True`` runs each period as one compiled unit: the same costs and gradients up to rounding, and it
     really compiles (a silent fall-back to eager would make the comparison pass trivially). The unit is traced and
