@@ -315,14 +315,17 @@ def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, batch
                        dict(n_items=items, joint_fixed_cost=problem.joint_fixed_cost), force)
 
 
-JRP_HEURISTICS = {"can_order": False, "independent_s_S": True}
+JRP_HEURISTICS = {"can_order": False, "independent_s_S": True, "fixed_cycle": None}  # (s, S): independent or not
 """The classical benchmarks (:func:`hybridrl.jrp.tune_can_order`): name -> ``independent``."""
 
 
 def jrp_heuristic(items: int, method: str, profile: str = "quick", *, force: bool = False) -> dict:
     """A tuned can-order (or independent (s, S)) policy on the profile's JRP: tuned on the training episodes,
-    ``test_cost`` per item and period on the test episodes (the learned policies' data); cached."""
-    from .jrp import JointReplenishment, sample_jrp_splits, simulate_can_order, tune_can_order
+    ``test_cost`` per item and period on the test episodes (the learned policies' data); cached. ``fixed_cycle``:
+    the best fixed-cycle policy (:func:`hybridrl.jrp.fixed_cycle_policy`, from the items' parameters alone, no
+    tuning) simulated on the same test episodes, with its exact long-run cost beside it (``exact_cost``)."""
+    from .jrp import (JointReplenishment, fixed_cycle_policy, rollout_fixed_cycle, sample_jrp_splits,
+                      simulate_can_order, tune_can_order)
 
     check_choice("method", method, tuple(JRP_HEURISTICS))
     budget = jrp_budget(profile)
@@ -334,6 +337,12 @@ def jrp_heuristic(items: int, method: str, profile: str = "quick", *, force: boo
     def compute() -> dict:
         started = time.time()
         data = sample_jrp_splits(problem, *sizes)
+        if method == "fixed_cycle":
+            policy = fixed_cycle_policy(problem)
+            test = problem.reported(rollout_fixed_cycle(problem, data.test, policy))
+            return dict(n_items=items, method=method, test_cost=float(test.mean()),
+                        test_se=float(test.std() / math.sqrt(len(test))), exact_cost=policy.cost,
+                        cycle=policy.cycle, run_seconds=time.time() - started)
         fit = tune_can_order(problem, data.train, independent=JRP_HEURISTICS[method])
         test = problem.reported(simulate_can_order(problem, data.test, fit.levels))
         return dict(n_items=items, method=method, test_cost=float(test.mean()),
@@ -353,6 +362,44 @@ def jrp_heuristic_grid(profile: str = "quick", *, workers: int | None = None, fo
             for n in jrp_budget(profile).items for m in JRP_HEURISTICS]
     workers = 1 if check_profile(profile) == "smoke" else workers
     return pd.DataFrame(_run_jobs(jobs, workers, progress, "JRP heuristics", training=False))
+
+
+# Item draws per number of items in the instance study (smoke: a few, to run the code)
+JRP_INSTANCE_DRAWS = {"smoke": 4, "quick": 100, "paper": 100}
+
+
+def jrp_instances(profile: str = "quick", items=None, *, force: bool = False, progress: bool = True
+                  ) -> pd.DataFrame:
+    """How much the JRP's cost per item and period depends on the draw of its items. The items' means, ``h`` and
+    ``p`` are drawn from a seed (``parameter_seed``; ours is 0, the reference's draws are not reproducible), so
+    our instance with ``n`` items and the paper's are different problems from the same distribution. For each
+    ``n`` (default: every ``n`` with a published number, :data:`hybridrl.reproduction.JRP_PUBLISHED`; smoke: 1
+    and 3) the exact cost of the best fixed-cycle policy (:func:`hybridrl.jrp.fixed_cycle_policy`) is computed
+    for parameter seeds ``0, 1, …`` (:data:`JRP_INSTANCE_DRAWS`): its mean and standard deviation over the draws
+    (``draws_sd_pct``, in % of the mean) and where our draw stands (``ours_vs_draws_pct``). Cached."""
+    from .jrp import JointReplenishment, fixed_cycle_policy
+    from .reproduction import JRP_PUBLISHED
+
+    profile = check_profile(profile)
+    items = ((1, 3) if profile == "smoke" else tuple(JRP_PUBLISHED)) if items is None else tuple(items)
+    draws = JRP_INSTANCE_DRAWS[profile]
+    description = dict(experiment="jrp_instances", items=items, draws=draws, version=__version__,
+                       format=RESULT_FORMAT)
+
+    def compute() -> list[dict]:
+        from ._progress import progress_bar
+
+        rows = []
+        for n in progress_bar(items, desc="JRP item draws", disable=not progress):
+            ours = fixed_cycle_policy(JointReplenishment(n))
+            costs = pd.Series([ours.cost] + [fixed_cycle_policy(JointReplenishment(n, parameter_seed=seed)).cost
+                                             for seed in range(1, draws)])
+            rows.append(dict(n_items=n, cycle=ours.cycle, fixed_cycle=ours.cost, draws=draws,
+                             draws_mean=float(costs.mean()), draws_sd_pct=float(100 * costs.std() / costs.mean()),
+                             ours_vs_draws_pct=float(100 * (ours.cost / costs.mean() - 1))))
+        return rows
+
+    return pd.DataFrame(cached("hpo/jrp_instances", description, compute, force=force))
 
 
 def run_jrp_grid(profile: str = "quick", *, methods=JRP_METHODS, seeds=None, workers: int | None = None,

@@ -534,3 +534,81 @@ def tune_can_order(
 
     params = CanOrderParams(*center)
     return CanOrderFit(params.levels(problem), params, center_cost, initial_cost, len(seen))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The fixed-cycle policy: exact long-run cost, no simulation
+# ----------------------------------------------------------------------------------------------------------------
+# Every k periods place a joint order that raises each item's inventory position to its level S_i; order nothing
+# in between. It is a feasible policy of the JRP, so its long-run cost bounds the optimum from above, and with
+# backlogged Poisson demand that cost has a closed form. An order placed at t arrives at the start of t + L, and
+# the position after it is S_i, so the net inventory at the end of period t + L + j (j = 0, …, k - 1, before the
+# next order arrives) is S_i − D, with D the item's demand over L + 1 + j periods, Poisson((L + 1 + j) μ_i). The
+# cost per period of item i, averaged over the cycle, is
+#
+#     g_i(S) = (1/k) Σ_j E[h_i (S − D_j)^+ + p_i (D_j − S)^+],   D_j ~ Poisson((L + 1 + j) μ_i),
+#
+# convex in S and minimised by the critical fractile of the cycle's mixture of demands: the least S with
+# (1/k) Σ_j P(D_j ≤ S) ≥ p_i / (p_i + h_i) (an integer, as demand is). With (S − D)^+ − (D − S)^+ = S − D,
+# g_i(S) = (h_i + p_i) (1/k) Σ_j E(S − D_j)^+ − p_i (S − E D̄) and E(S − D)^+ = Σ_{x<S} P(D ≤ x). The joint cost
+# F is paid once a cycle. The best cycle is found by enumeration.
+
+
+class FixedCycle(NamedTuple):
+    """The best fixed-cycle policy of a JRP (:func:`fixed_cycle_policy`)."""
+
+    cycle: int
+    """k: a joint order every ``cycle`` periods."""
+    order_up_to: Tensor
+    """S ``[n]``: the inventory position each item is raised to by an order."""
+    cost: float
+    """Its exact long-run cost per item and period (the reported metric's unit)."""
+    cost_by_cycle: tuple[float, ...]
+    """The same with the best levels for each cycle ``1, 2, …, max_cycle``."""
+
+
+def fixed_cycle_policy(problem: JointReplenishment, max_cycle: int = 24, *, cycle: int | None = None
+                       ) -> FixedCycle:
+    """The cheapest policy that orders every ``k ≤ max_cycle`` periods up to per-item levels (or every ``cycle``
+    periods, if given), and its exact long-run cost per item and period (the closed form above; no simulation).
+    An upper bound on the optimal cost of ``problem`` that depends only on its items, so cheap enough to compare
+    many instances."""
+    check_int("max_cycle", max_cycle, minimum=1)
+    cycles = range(1, max_cycle + 1) if cycle is None else (check_int("cycle", cycle, minimum=1),)
+    fits = [_fixed_cycle(problem, k) for k in cycles]
+    k = min(range(len(fits)), key=lambda j: fits[j][1])
+    return FixedCycle(cycles[k], fits[k][0], fits[k][1], tuple(cost for _, cost in fits))
+
+
+def _fixed_cycle(problem: JointReplenishment, k: int) -> tuple[Tensor, float]:
+    """The best levels ``[n]`` for a joint order every ``k`` periods, and the cost per item and period."""
+    from scipy.special import gammaln
+
+    mean, h, p = (getattr(problem, name).double().numpy() for name in ("mean", "holding_cost", "underage_cost"))
+    means = (problem.lead_time + 1 + np.arange(k))[:, None] * mean[None, :]  # [k, n]
+    x = np.arange(int(means.max() + 12 * math.sqrt(means.max()) + 20), dtype=float)[:, None, None]  # to 1e-20
+    pmf = np.exp(x * np.log(means) - means - gammaln(x + 1))  # Poisson pmf [X, k, n]
+    cdf = np.cumsum(pmf, 0).mean(1)  # the cycle's mixture cdf [X, n]
+    level = (cdf < (p / (p + h))[None]).sum(0)  # the least S with cdf(S) >= the fractile
+    below = np.concatenate([np.zeros((1, problem.items)), np.cumsum(cdf, 0)])  # Σ_{x<S} P(D ≤ x), [X + 1, n]
+    item_cost = (h + p) * below[level, np.arange(problem.items)] - p * (level - means.mean(0))
+    cost = float(item_cost.mean() + problem.joint_fixed_cost / (k * problem.items))
+    return torch.as_tensor(level, dtype=torch.float32), cost
+
+
+def rollout_fixed_cycle(problem: JointReplenishment, episode: Episode, policy: FixedCycle, phase: int = 0
+                        ) -> Tensor:
+    """Simulate ``policy`` on ``episode`` with :meth:`JointReplenishment.step`, ordering in the periods
+    ``t ≡ phase (mod cycle)``; the costs ``[B, horizon]`` (how the tests check the closed form)."""
+    _check_episode(problem, episode)
+    check_int("phase", phase, minimum=0)
+    state, costs = episode.state, []
+    S = policy.order_up_to.to(state)
+    for t in range(problem.horizon):
+        order = (t % policy.cycle) == phase % policy.cycle
+        position = state[..., : problem.lead_time].sum(-1)  # [B, n]
+        quantity = (S - position).clamp_min(0) if order else torch.zeros_like(position)
+        choice = torch.full(position.shape[:1], int(order), dtype=torch.int64, device=state.device)
+        state, cost = problem.step(state, choice, quantity, t, episode)
+        costs.append(cost)
+    return torch.stack(costs, dim=1)

@@ -274,6 +274,11 @@ HPO_TOLERANCE = {
 }
 
 
+# Spec §10.3's reading of its B = 16 table: "for n ≤ 20 all methods are within about 0.7 %"; PPO is 30-80 %
+# worse only from n = 30. Our paper-run rows judge a tie (within ``jrp_tie``) up to this many items.
+JRP_TIE_ITEMS = 20
+
+
 def switched_lqr_rows() -> list[Row]:
     """HPO vs the Riccati optimum, HPO vs PPO per cell and the trend in p, and the published rows' distance from
     our exact single-mode optimum."""
@@ -434,17 +439,31 @@ def jrp_batch16_rows() -> list[Row]:
 
 
 def _batch16_rows(experiment: str, table: pd.DataFrame, profile: str, tol: float | None) -> list[Row]:
-    """The rows of :func:`jrp_batch16_rows` from a summary of :func:`jrp_sweep_summary`."""
-    rows = []
+    """The rows of :func:`jrp_batch16_rows` from a summary of :func:`jrp_sweep_summary`. Beside HPO-full's
+    comparison with the published number: how much a different draw of the items moves the cost (chapter 6's
+    ``hpo_jrp_instances`` table, where present), and a row for HPO-full against the fixed-cycle policy's exact
+    cost on our own instance."""
+    instances, _ = _table("hpo_jrp_instances")
+    draws = {} if instances is None else {int(r.n_items): r for r in instances.itertuples()}
+    rows, bars = [], []
     for r in table[table.published.notna()].itertuples():
         gap = [100 * (v / r.published - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
         judged = r.method == "hpo_full" and tol is not None and r.runs >= 2  # (one run is no interval)
+        draw = draws.get(int(r.n_items)) if r.method == "hpo_full" else None
+        context = "" if draw is None else (f"; item draws: sd {draw.draws_sd_pct:.1f} %, ours "
+                                           f"{draw.ours_vs_draws_pct:+.1f} % (fixed-cycle cost, {draw.draws} draws)")
         rows.append(Row(experiment, f"{r.method} cost per item and period, n={r.n_items}, B = {r.batch}",
                         f"HPO spec §10.3 ({r.method}, B = 16)", f"{r.published:.2f}",
-                        f"{r.test_cost:.2f}; vs published " + _interval(*gap, int(r.runs)),
+                        f"{r.test_cost:.2f}; vs published " + _interval(*gap, int(r.runs)) + context,
                         f"±{tol}%" if judged else "n/a", judge(gap[1], gap[2], tol) if judged else
                         "not judged" + (" (one run)" if r.method == "hpo_full" and r.runs < 2 else ""), profile))
-    return rows
+        if draw is not None:
+            over = [100 * (v / draw.fixed_cycle - 1) for v in (r.test_cost, r.test_cost_low, r.test_cost_high)]
+            bars.append(Row(experiment, f"hpo_full over the fixed-cycle policy, n={r.n_items}, B = {r.batch}",
+                            "no published target (the fixed-cycle policy's exact cost on our instance; chapter 6)",
+                            f"{draw.fixed_cycle:.2f}", f"{r.test_cost:.2f}; " + _interval(*over, int(r.runs)),
+                            "n/a", "not judged", profile))
+    return rows + bars
 
 
 def jrp_batch512_rows() -> list[Row]:
@@ -713,11 +732,19 @@ def paper_run_rows(runs: pd.DataFrame) -> list[Row]:
     if len(batch16):
         batch16 = batch16.astype({"n_items": int, "batch": int})
         rows += _batch16_rows(experiment, jrp_sweep_summary("batch16", batch16), "paper", tol)
+        tie = HPO_TOLERANCE["jrp_tie"]["paper"]
         for r in compare_methods(batch16, "hpo_full", "ppo", keys=["n_items", "batch"]).itertuples():
+            ours = f"{_interval(r.gap_pct, r.gap_low, r.gap_high, int(r.runs))}; P(HPO better) {r.p_better:.2f}"
+            if r.n_items <= JRP_TIE_ITEMS:  # the paper's reading of §10.3: a tie at few items, not a PPO loss
+                rows.append(Row(experiment, f"PPO cost over HPO cost, JRP n={r.n_items}, B = {r.batch}",
+                                f"HPO paper: all methods within about 0.7 % for n ≤ {JRP_TIE_ITEMS} (spec §10.3)",
+                                "0 %", ours, f"±{tie}%",
+                                judge(r.gap_low, r.gap_high, tie) if r.runs >= 2 else "not judged (one run each)",
+                                "paper"))
+                continue
             rows.append(Row(experiment, f"PPO cost over HPO cost, JRP n={r.n_items}, B = {r.batch}",
                             "HPO paper: PPO worse than HPO, more so with more items (spec §10.3)", "> 0 %",
-                            f"{_interval(r.gap_pct, r.gap_low, r.gap_high, int(r.runs))}; P(HPO better) "
-                            f"{r.p_better:.2f}", "interval > 0",
+                            ours, "interval > 0",
                             judge_above(r.gap_low, r.gap_high, 0.0) if r.runs >= 2 else "not judged (one run each)",
                             "paper"))
         for r in compare_methods(batch16, "hpo_full", "hpo_decentralized", keys=["n_items", "batch"]).itertuples():

@@ -113,6 +113,23 @@ heuristics.assign(hpo_full=lambda d: d.n_items.map(learned),
                   hpo_over_heuristic_pct=lambda d: 100 * (d.n_items.map(learned) / d.test_cost - 1))
 
 # %% [markdown]
+# The table has a third classical policy, the **fixed-cycle policy**: every $k$ periods a joint order raises
+# each item's inventory position to a level $S_i$, and nothing is ordered in between. Its long-run cost has a
+# closed form (`hybridrl.jrp.fixed_cycle_policy`): an order placed at $t$ covers the demand of periods $t$ to
+# $t + L + j$ at the end of period $t + L + j$, $j = 0, \dots, k - 1$, so item $i$ costs on average
+#
+# $$g_i(S) = \frac{1}{k} \sum_{j=0}^{k-1} \mathbb{E}\big[h_i (S - D_j)^+ + p_i (D_j - S)^+\big],
+# \qquad D_j \sim \mathrm{Poisson}\big((L + 1 + j)\,\mu_i\big),$$
+#
+# minimised by the critical fractile $p_i / (p_i + h_i)$ of the cycle's mixture of demands, and the joint cost
+# $F = 64n$ is paid once a cycle: $64 / k$ per item and period. The best $k$ is found by enumeration. Nothing is
+# tuned or simulated, yet it is a feasible policy, so its cost bounds the optimum from above (the tests check
+# the closed form against a simulation of the policy, and with $F = 0$ against the base-stock optimum of
+# `hybridrl.references`). Here it is simulated on the test episodes like the others (`test_cost`) and its
+# exact long-run cost is beside it (`exact_cost`; the two differ by the test episodes' noise and their first
+# periods).
+
+# %% [markdown]
 # In our `quick` runs the tuned can-order policy is at or below every learned policy at every $n$ — by about
 # 1 % or less for few items (against the better learned policy, PPO: 0.3 % at $n = 1$, 1.1 % at $n = 5$), and
 # by more than a quarter at $n = 20$ and $50$, where 200 updates leave the learned
@@ -121,6 +138,34 @@ heuristics.assign(hpo_full=lambda d: d.n_items.map(learned),
 # classical heuristic; whether HPO at the published budget beats a tuned can-order policy is a question for the
 # `paper` profile (a rough indication: with 100-period episodes our can-order policy costs about 39.8 per item
 # and period at $n = 5$, and the paper reports 38.5 for HPO, on different item draws).
+
+# %% [markdown]
+# ### How much the item draws matter
+#
+# The items' mean demands and costs are drawn from a seed, once per instance. Ours is seed 0; the paper's draws
+# cannot be reproduced, so our instance with $n$ items and the paper's are two problems from the same
+# distribution, and their costs per item and period differ even under the same policy. By how much? The
+# fixed-cycle policy's exact cost is cheap enough to compute for many draws: for every $n$ with a published
+# number, its mean and standard deviation over 100 draws of the items, and where our draw stands.
+
+# %%
+instances = hpo_experiments.jrp_instances(profile, force=force)
+instances.assign(published_hpo_full=lambda d: d.n_items.map(lambda n: JRP_PUBLISHED[n][0]
+                                                            if n in JRP_PUBLISHED else float("nan")))
+
+# %% [markdown]
+# The spread shrinks like $1/\sqrt{n}$ — averaging over more items — but is wide where the comparisons with
+# the paper are made: a standard deviation of about 4 % at $n = 10$, 2.5 % at $n = 30$ and 2 % at $n = 50$, as
+# large as the issue's ±2 % tolerance for "HPO within 2 % of the published numbers" (and two independent draws
+# differ by $\sqrt{2}$ times that). Our draws are 1-3 % dearer than the average draw for $n \ge 5$ (they share
+# their first mean demands, so they are not independent across $n$). The reproduction report prints both beside
+# every comparison of a cost per item and period with a published one: a difference of a few percent there is
+# within what a different draw of the items gives.
+#
+# The fixed-cycle policy also gives the learned policies a bar on the same instance: it costs about 39.1-39.9
+# per item and period on our instances for $n \ge 10$ (above), and the `paper` runs of HPO finished so far
+# (batch 16, 1600 updates; `paper/REPRODUCTION.md`) cost 0.3-2.3 % more than it at $n = 10$ to $50$: at the
+# paper's budget HPO does not yet beat this classical policy on our instances.
 
 # %% [markdown]
 # ## HPO against PPO
@@ -224,9 +269,13 @@ reporting.save_table(
     markdown=pd.concat([runs.table, heuristics.assign(seed=pd.NA)], ignore_index=True)[
         ["n_items", "method", "seed", "test_cost", "test_se", "best_update", "updates", "run_seconds"]],
     caption="Joint replenishment: test cost per item and period (periods ≥ 16) of every run and of the tuned "
-    "heuristics (`can_order`, `independent_s_S`, no seed); joint fixed cost 64·n per order (`test_se`: standard "
-    "error over the test episodes).",
+    "heuristics (`can_order`, `independent_s_S`, `fixed_cycle`, no seed); joint fixed cost 64·n per order "
+    "(`test_se`: standard error over the test episodes).",
 )
+reporting.save_table(instances, "hpo_jrp_instances", stamp, digits=3,
+                     caption="The item draws: the best fixed-cycle policy's exact cost per item and period on our "
+                     "instance (item parameter seed 0) and over `draws` draws of the items (seeds 0, 1, ...): mean, "
+                     "standard deviation in % of the mean, and our draw against the mean.")
 reporting.save_table(summary, "hpo_jrp_summary", stamp, digits=3,
                      caption="Joint replenishment per number of items and method: mean test cost over seeds with a "
                      "95 % bootstrap interval.")

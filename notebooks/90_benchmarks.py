@@ -167,7 +167,9 @@ save();
 # sizes — the joint replenishment problem with $n = 50$ items (episodes of 100 periods) and the switched LQR with
 # $p = 48$, $J = 8$ (20 periods) — with the `paper` profile's configurations: networks [512, 512], batches of 128
 # episodes, HPO's full-batch step plus its PPO epochs for the discrete head, PPO's epochs for both heads, and
-# the Gumbel-softmax baseline's single pathwise step (`hybridrl.bench.time_hybrid_updates`).
+# the Gumbel-softmax baseline's single pathwise step (`hybridrl.bench.time_hybrid_updates`). Then the JRP's two
+# table sweeps at their own batch sizes and largest numbers of items (spec §10.3: batch 16, up to $n = 70$;
+# §10.2: batch 512, up to $n = 50$), so the estimate at the end covers them too.
 
 # %%
 from dataclasses import replace
@@ -180,19 +182,29 @@ jrp_budget, lqr_budget = hpo_experiments.jrp_budget("paper"), hpo_experiments.lq
 items, (dim, modes) = (5, (4, 2)) if smoke else (50, (48, 8))
 jrp = JointReplenishment(items, horizon=jrp_budget.horizon, warmup=jrp_budget.warmup)
 lqr = SwitchedLQR(dim=dim, modes=modes)
-cases = [(f"JRP n = {items}", jrp, sample_jrp_splits(jrp, 256, 8, 8), jrp_budget.configs),
-         (f"S-LQR p = {dim}, J = {modes}", lqr, sample_splits(lqr, 256, 8, 8), lqr_budget.configs)]
+small = dict(hidden=(16,), value_hidden=(16,), minibatches=2)  # the smoke profile's networks
+# (part of the sweep plan, problem, its splits, the configurations, methods, batch size)
+cases = [("JRP", f"JRP n = {items}", jrp, sample_jrp_splits(jrp, 256, 8, 8), jrp_budget.configs,
+          ("hpo_full", "ppo", "gumbel_st"), 32 if smoke else None),
+         ("switched LQR", f"S-LQR p = {dim}, J = {modes}", lqr, sample_splits(lqr, 256, 8, 8), lqr_budget.configs,
+          ("hpo_full", "ppo", "gumbel_st"), 32 if smoke else None)]
+for sweep in hpo_experiments.JRP_TABLE_SWEEPS["paper"]:  # at the sweep's largest n (smoke: small, same labels)
+    n, batch = (5, 8) if smoke else (max(sweep.items), sweep.batch)
+    sweep_jrp = JointReplenishment(n, horizon=jrp_budget.horizon, warmup=jrp_budget.warmup)
+    cases.append((f"JRP, batch {sweep.batch}", f"JRP n = {n}", sweep_jrp,
+                  sample_jrp_splits(sweep_jrp, max(256, batch), 8, 8), jrp_budget.configs,
+                  tuple(m for m in sweep.methods if m != "hpo_decentralized"), batch))
 update_rows = []
-for name, problem, splits, configs in cases:
-    for method in ("hpo_full", "ppo", "gumbel_st"):
+for part, name, problem, splits, configs, methods, batch in cases:
+    for method in methods:
         for on in devices:
-            config = replace(configs[method], device=on)
-            if smoke:
-                config = replace(config, hidden=(16,), value_hidden=(16,), batch_size=32, minibatches=2)
+            config = replace(configs[method], device=on, **(small if smoke else {}))
+            config = replace(config, batch_size=batch or config.batch_size)
             t = bench.time_hybrid_updates(problem, splits, config, updates=1 if smoke else 3, repeats=repeats,
                                           name=name)
-            update_rows.append(dict(problem=name, method=method, device=on, batch=t.batch_size, hidden=str(t.hidden),
-                                    seconds_per_update=t.seconds, low=t.spread[0], high=t.spread[1]))
+            update_rows.append(dict(part=part, problem=name, method=method, device=on, batch=t.batch_size,
+                                    hidden=str(t.hidden), seconds_per_update=t.seconds, low=t.spread[0],
+                                    high=t.spread[1]))
 updates = pd.DataFrame(update_rows)
 measured["updates"] = updates
 save()
@@ -250,10 +262,10 @@ network_epochs
 # grids run. Multiplying by the seconds per step measured above gives an estimate where a measurement stands
 # for the workload: a single-store step is a quarter of the lost-sales epoch (32768 scenarios in steps of 8192,
 # on the loop the `paper` budgets use: a CUDA graph on a GPU), an HPO or PPO update is the update timed above
-# at the largest published size (decentralized HPO counted as full HPO, and the cross-term study as its JRP
-# training alone), and a network step is one minibatch of the epochs above at the largest size, for every store
-# count (chapter 11's HDPO steps likewise: the single-store step and the one-warehouse vanilla step). It is an upper bound in the number of steps (early stopping ends most HDPO runs far
-# sooner) and in the instance size (smaller instances are cheaper), and a lower bound where a single-store run
+# at the largest published size and the grid's batch (decentralized HPO counted as full HPO, and the cross-term
+# study as its JRP training alone), and a network step is one minibatch of the epochs above at the largest size,
+# for every store count (chapter 11's HDPO steps likewise: the single-store step and the one-warehouse vanilla
+# step). It is an upper bound in the number of steps (early stopping ends most HDPO runs far sooner) and in the instance size (smaller instances are cheaper), and a lower bound where a single-store run
 # trains four cells at once; the workloads not measured here are listed, not guessed.
 
 # %%
@@ -269,8 +281,8 @@ def seconds_per_step(on: str) -> dict:
     seconds = {(part, m): single_store for part in ("lost_sales", "backlogged")
                for m in ("hdpo", "base_stock", "capped_base_stock")}
     for r in updates[updates.device == on].itertuples():
-        seconds[("JRP" if r.problem.startswith("JRP") else "switched LQR", r.method)] = r.seconds_per_update
-    for part in ("JRP", "switched LQR"):
+        seconds[(r.part, r.method)] = r.seconds_per_update
+    for part in set(updates.part):
         seconds[(part, "hpo_decentralized")] = seconds[(part, "hpo_full")]
     seconds[("cross-term study (JRP)", "hpo_full")] = seconds[("JRP", "hpo_full")]
     mine = network_epochs[network_epochs.device == on]

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from hybridrl.hybrid import Episode, HybridPolicy, hybrid_rollout
-from hybridrl.jrp import (CanOrderLevels, CanOrderParams, JointReplenishment, rollout_can_order, sample_jrp_splits,
-                           simulate_can_order, tune_can_order)
+from hybridrl import references
+from hybridrl.inventory import Poisson
+from hybridrl.jrp import (CanOrderLevels, CanOrderParams, JointReplenishment, fixed_cycle_policy, rollout_can_order,
+                           rollout_fixed_cycle, sample_jrp_splits, simulate_can_order, tune_can_order)
 
 
 def test_items_are_drawn_once_from_the_parameter_seed():
@@ -246,3 +248,43 @@ def test_a_table_sweep_summary_sets_ours_beside_the_published_numbers():
     assert table.loc["hpo_full", "vs_published_pct"] == 100 * (42.5 / JRP_PUBLISHED[30][0] - 1)
     with pytest.raises(ValueError, match="name"):
         jrp_sweep_summary("batch64", runs.assign(batch=64))
+
+
+def test_fixed_cycle_cost_matches_a_simulation_of_the_policy():
+    """The closed form against :func:`rollout_fixed_cycle` on the JRP simulator, at the cheapest cycle and at two
+    others, in every phase of the order rhythm (the reported periods hold a whole number of cycles)."""
+    problem = JointReplenishment(4, horizon=16 + 12 * 20, warmup=16)
+    episodes = problem.sample(512, torch.Generator().manual_seed(7))
+    best = fixed_cycle_policy(problem, max_cycle=8)
+    assert best.cost == min(best.cost_by_cycle) == best.cost_by_cycle[best.cycle - 1]
+    for cycle in {best.cycle, 2, 3}:
+        policy = fixed_cycle_policy(problem, cycle=cycle)
+        assert policy.cycle == cycle and policy.cost == pytest.approx(best.cost_by_cycle[cycle - 1], rel=1e-12)
+        for phase in range(cycle):
+            cost = problem.reported(rollout_fixed_cycle(problem, episodes, policy, phase=phase))
+            se = float(cost.std()) / math.sqrt(len(cost))
+            assert abs(float(cost.mean()) - policy.cost) < 4 * se, (cycle, phase, float(cost.mean()), policy.cost)
+        if cycle != best.cycle:  # and a worse cycle is worse in simulation too, on the same demand
+            assert float(problem.reported(rollout_fixed_cycle(problem, episodes, policy)).mean()) > best.cost
+
+
+def test_fixed_cycle_without_a_fixed_cost_is_the_base_stock_optimum():
+    """F = 0: ordering every period (k = 1) is best and each item's level and cost are the backlogged store's
+    exact base-stock optimum (:mod:`hybridrl.references`, an independent implementation)."""
+    problem = JointReplenishment(3, fixed_cost=0.0)
+    policy = fixed_cycle_policy(problem, max_cycle=4)
+    assert policy.cycle == 1
+    costs = []
+    for i in range(3):
+        mean, p, h = (float(getattr(problem, name)[i]) for name in ("mean", "underage_cost", "holding_cost"))
+        level = references.backlog_level_poisson(mean, p, h, problem.lead_time)
+        assert policy.order_up_to[i] == level
+        costs.append(references.backlog_base_stock_cost(level, p, h, problem.lead_time, Poisson(mean)))
+    assert policy.cost == pytest.approx(sum(costs) / 3, rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(max_cycle=0), "max_cycle"), (dict(cycle=0), "cycle"),
+                                           (dict(cycle=2.5), "cycle")])
+def test_bad_fixed_cycle_input_is_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fixed_cycle_policy(JointReplenishment(2), **kwargs)

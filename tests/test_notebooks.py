@@ -69,8 +69,11 @@ def test_make_reproduce_in_the_smoke_profile(tmp_path):
     assert summary.loc["base_stock", "p_low"] <= summary.loc["base_stock", "p_reference_better"]
     jrp = pd.read_csv(tables / "hpo_jrp.csv")
     assert list(jrp.columns) == ["n_items", "method", "seed", "test_cost"]
-    assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo", "gumbel_st", "can_order", "independent_s_S"}
+    assert set(jrp.method) == {"hpo_full", "hpo_decentralized", "ppo", "gumbel_st", "can_order", "independent_s_S",
+                               "fixed_cycle"}
     assert jrp[jrp.method == "can_order"].seed.isna().all()  # heuristics have no training seed
+    instances = pd.read_csv(tables / "hpo_jrp_instances.csv")  # the item draws' study: smoke, n = 1 and 3
+    assert list(instances.n_items) == [1, 3] and (instances.draws_sd_pct > 0).all()
     batch16 = pd.read_csv(tables / "hpo_jrp_batch16.csv")  # the smoke profile's small version of §10.3's sweep
     assert set(batch16.method) == {"hpo_full", "ppo"} and (batch16.batch == 8).all() and (batch16.runs == 2).all()
     assert batch16.published.notna().all()  # n = 1 is in the published table
@@ -240,6 +243,9 @@ def test_bench_in_the_smoke_profile(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     text = (tmp_path / "paper" / "benchmarks.md").read_text()
     assert "seconds per epoch" in text and "repeated 1 time(s)" in text  # smoke: one repeat whatever is asked
+    assert "| JRP, batch 16 | JRP n = 5 | ppo |" in text  # the JRP table sweeps at (a small stand-in of) their batch
+    estimate = text[text.index("The `paper` profile on this device"):]
+    assert "06_joint_replenishment" in estimate and "JRP, batch" not in estimate  # so the estimate covers them
 
 
 def test_a_benchmark_stopped_midway_keeps_the_parts_it_measured(tmp_path):

@@ -51,7 +51,25 @@ def test_finished_paper_runs_are_read_and_judged_against_the_published_numbers(t
     published = reproduction.JRP_PUBLISHED[1][0]
     jrp = rows[f"hpo_full cost per item and period, n=1, B = {sweep.batch}"]
     assert jrp.target == f"{published:.2f}" and jrp.profile == "paper"
-    assert f"PPO cost over HPO cost, JRP n=1, B = {sweep.batch}" in rows
+    tie = rows[f"PPO cost over HPO cost, JRP n=1, B = {sweep.batch}"]  # few items: the paper reports a tie
+    assert tie.target == "0 %" and tie.tolerance == "±2.0%" and "within about 0.7 %" in tie.source
+    many = runs.assign(n_items=[30 if g == "jrp_batch16" else n for g, n in zip(runs.grid, runs.n_items)])
+    worse = {r.quantity: r for r in reproduction.paper_run_rows(many)}
+    worse = worse[f"PPO cost over HPO cost, JRP n=30, B = {sweep.batch}"]
+    assert worse.target == "> 0 %" and worse.tolerance == "interval > 0"  # many items: PPO worse
+
+    # with chapter 6's study of the item draws: its spread beside HPO-full's number, and the fixed-cycle bar
+    instances = hx.jrp_instances("smoke", progress=False)
+    reporting.save_table(instances, "hpo_jrp_instances",
+                         reporting.provenance("notebooks/06_joint_replenishment.py", "smoke", time.time()))
+    rows = {r.quantity: r for r in reproduction.paper_run_rows(runs)}
+    one = instances[instances.n_items == 1].iloc[0]
+    jrp = rows[f"hpo_full cost per item and period, n=1, B = {sweep.batch}"]
+    assert f"item draws: sd {one.draws_sd_pct:.1f} %" in jrp.ours
+    bar = rows[f"hpo_full over the fixed-cycle policy, n=1, B = {sweep.batch}"]
+    assert bar.target == f"{one.fixed_cycle:.2f}" and bar.reproduced == "not judged"
+    hpo_mean = runs[(runs.grid == "jrp_batch16") & (runs.method == "hpo_full")].test_cost.mean()
+    assert bar.ours.startswith(f"{hpo_mean:.2f}; {100 * (hpo_mean / one.fixed_cycle - 1):+.3f}%")
 
     # once chapter 5 itself is at the paper profile, its rows are the chapter's own: none here
     stamp = reporting.provenance("notebooks/05_switched_lqr.py", "paper", time.time())
