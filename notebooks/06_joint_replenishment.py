@@ -138,9 +138,8 @@ heuristics.assign(hpo_full=lambda d: d.n_items.map(learned),
 # less well than per-item critical fractiles), but not for one item (36.7 against 35.2: an item alone gains
 # from reacting to its own demand). The independent $(s, S)$ policy collapses as $n$ grows:
 # each item triggers its own orders and each order pays the whole joint cost. The paper compares against no
-# classical heuristic; whether HPO at the published budget beats a tuned can-order policy is a question for the
-# `paper` profile (a rough indication: with 100-period episodes our can-order policy costs about 39.8 per item
-# and period at $n = 5$, and the paper reports 38.5 for HPO, on different item draws).
+# classical heuristic; whether HPO at the published budget beats these policies is a question for the `paper`
+# profile, which the batch-16 runs finished so far answer in part (below).
 
 # %% [markdown]
 # ### How much the item draws matter
@@ -162,8 +161,8 @@ instances.assign(published_hpo_full=lambda d: d.n_items.map(lambda n: JRP_PUBLIS
 # large as the issue's ±2 % tolerance for "HPO within 2 % of the published numbers" (and two independent draws
 # differ by $\sqrt{2}$ times that). Our draws are 1-3 % dearer than the average draw for $n \ge 5$ (they share
 # their first mean demands, so they are not independent across $n$). The reproduction report prints both beside
-# every comparison of a cost per item and period with a published one: a difference of a few percent there is
-# within what a different draw of the items gives.
+# each comparison of HPO-full's cost per item and period with the published one: a difference of a few percent
+# there is within what a different draw of the items gives.
 #
 # The fixed-cycle policy also gives the learned policies a bar on the same instance: it costs about 39.1-39.9
 # per item and period on our instances for $n \ge 10$ (above), and the `paper` runs of HPO finished so far
