@@ -315,8 +315,9 @@ def run_jrp(items: int, method: str, seed: int, profile: str = "quick", *, batch
                        dict(n_items=items, joint_fixed_cost=problem.joint_fixed_cost), force)
 
 
-JRP_HEURISTICS = {"can_order": False, "independent_s_S": True, "fixed_cycle": None}  # (s, S): independent or not
-"""The classical benchmarks (:func:`hybridrl.jrp.tune_can_order`): name -> ``independent``."""
+JRP_HEURISTICS = {"can_order": False, "independent_s_S": True, "fixed_cycle": None}
+"""The classical benchmarks: name -> ``independent`` of :func:`hybridrl.jrp.tune_can_order`, or ``None`` for the
+fixed-cycle policy, which is not tuned (:func:`hybridrl.jrp.fixed_cycle_policy`)."""
 
 
 def jrp_heuristic(items: int, method: str, profile: str = "quick", *, force: bool = False) -> dict:
