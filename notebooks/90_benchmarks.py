@@ -265,8 +265,9 @@ network_epochs
 # at the largest published size and the grid's batch (decentralized HPO counted as full HPO, and the cross-term
 # study as its JRP training alone), and a network step is one minibatch of the epochs above at the largest size,
 # for every store count (chapter 11's HDPO steps likewise: the single-store step and the one-warehouse vanilla
-# step). It is an upper bound in the number of steps (early stopping ends most HDPO runs far sooner) and in the instance size (smaller instances are cheaper), and a lower bound where a single-store run
-# trains four cells at once; the workloads not measured here are listed, not guessed.
+# step). It is an upper bound in the number of steps (early stopping ends most HDPO runs far sooner) and in the
+# instance size (smaller instances are cheaper), and a lower bound where a single-store run trains four cells at
+# once; the workloads not measured here are listed, not guessed.
 
 # %%
 from hybridrl import sweeps
